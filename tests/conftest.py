@@ -1,0 +1,8 @@
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))

@@ -1,0 +1,139 @@
+"""lib.data, lib.density, lib.metrics, lib.viz (the parts chapter 1 introduces)."""
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from lib import data, density, metrics, viz
+
+
+def test_digits_shapes_range_and_disjoint_split():
+    xtr, ytr = data.digits("train")
+    xte, yte = data.digits("test")
+    assert xtr.shape == (1437, 1, 16, 16) and xte.shape == (360, 1, 16, 16)
+    assert xtr.min() >= -1 and xtr.max() <= 1 and ytr.dtype == torch.int64
+    assert set(ytr.tolist()) == set(range(10))
+    xall, _ = data.digits("all", size=8)
+    assert xall.shape == (1797, 1, 8, 8)
+    train8 = {tuple(r) for r in data.digits("train", size=8)[0].flatten(1).tolist()}
+    test8 = [tuple(r) for r in data.digits("test", size=8)[0].flatten(1).tolist()]
+    assert len(train8) + len(test8) >= 1700 and sum(t in train8 for t in test8) < 5  # (a few duplicate images exist)
+    with pytest.raises(ValueError, match="split"):
+        data.digits("valid")
+    with pytest.raises(ValueError, match="size"):
+        data.digits("train", size=12)
+
+
+def test_binarize_and_unit():
+    x = torch.tensor([[-1.0, 0.2]])
+    assert data.binarize(x).tolist() == [[0.0, 1.0]]
+    assert torch.allclose(data.from_unit(data.to_unit(x)), x)
+    with pytest.raises(ValueError):
+        data.binarize(torch.tensor([3.0]))
+
+
+def test_class_gaussians_is_the_closed_form_mle():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(500, 3, generator=g) * torch.tensor([1.0, 2.0, 0.5]) + 1
+    y = torch.zeros(500, dtype=torch.long)
+    m = density.ClassGaussians(reg=1e-6).fit(x, y)
+    mu = x.double().mean(0)
+    cov = ((x.double() - mu).T @ (x.double() - mu)) / 500
+    assert torch.allclose(m.dists[0].loc, mu)
+    assert torch.allclose(m.dists[0].covariance_matrix, cov + 1e-6 * torch.eye(3), atol=1e-9)
+    ref = torch.distributions.MultivariateNormal(mu, cov).log_prob(x.double())
+    assert torch.allclose(m.log_prob(x, y).double(), ref, atol=1e-3)
+
+
+def test_class_gaussians_samples_and_errors():
+    xtr, ytr = data.digits("train")
+    m = density.ClassGaussians().fit(xtr, ytr)
+    s, lab = m.sample(7, y=3, generator=torch.Generator().manual_seed(0))
+    assert s.shape == (7, 1, 16, 16) and (lab == 3).all() and s.abs().max() <= 1
+    s2, _ = m.sample(7, y=3, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(s, s2)
+    assert m.log_prob(xtr[:5]).shape == (5,)
+    with pytest.raises(ValueError, match="shape"):
+        m.log_prob(torch.zeros(2, 1, 8, 8))
+    with pytest.raises(ValueError, match="unknown class"):
+        m.sample(2, y=11)
+    with pytest.raises(ValueError, match="reg"):
+        density.ClassGaussians(reg=0)
+
+
+@settings(max_examples=10, deadline=None)
+@given(shift=st.floats(0.5, 3.0))
+def test_sliced_wasserstein_zero_for_same_and_grows_with_shift(shift):
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(2000, 2, generator=g), torch.randn(2000, 2, generator=g)
+    same = metrics.sliced_wasserstein(a, b)
+    moved = metrics.sliced_wasserstein(a, b + shift)
+    assert same < 0.06
+    assert moved > same + 0.3 * shift
+    assert metrics.sliced_wasserstein(a, b + 2 * shift) > moved
+
+
+def test_mmd_and_shapes():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(400, 2, generator=g), torch.randn(400, 2, generator=g)
+    assert abs(metrics.mmd(a, b)) < 0.01 < metrics.mmd(a, b + 1)
+    with pytest.raises(ValueError, match=r"\(N, D\)"):
+        metrics.sliced_wasserstein(torch.zeros(5), torch.zeros(5, 2))
+
+
+def test_frechet_digit_distance_self_zero_and_grows_with_noise():
+    x, _ = data.digits("test")
+    assert abs(metrics.frechet_digit_distance(x, x)) < 1e-3
+    g = torch.Generator().manual_seed(0)
+    d = [metrics.frechet_digit_distance((x + s * torch.randn(x.shape, generator=g)).clamp(-1, 1), x)
+         for s in (0.1, 0.4, 0.8)]
+    assert d[0] < d[1] < d[2]
+    ref = metrics.fdd_reference()
+    assert ref["floor"] < ref["gaussian"]
+    with pytest.raises(ValueError, match="16x16"):
+        metrics.frechet_digit_distance(torch.zeros(4, 1, 8, 8))
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        metrics.frechet_digit_distance(x * 255)
+
+
+def test_psnr_ssim_agree_with_skimage():
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+    g = torch.Generator().manual_seed(0)
+    ref = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
+    x = (ref + 0.1 * torch.randn(ref.shape, generator=g)).clamp(-1, 1)
+    a, b = ((x + 1) / 2).permute(0, 2, 3, 1).double().numpy(), ((ref + 1) / 2).permute(0, 2, 3, 1).double().numpy()
+    assert metrics.psnr(x, ref) == pytest.approx(np.mean([peak_signal_noise_ratio(b[i], a[i], data_range=1) for i in range(2)]))
+    assert metrics.ssim(x, ref) == pytest.approx(np.mean([structural_similarity(b[i], a[i], data_range=1, channel_axis=2) for i in range(2)]), rel=1e-6)
+    with pytest.raises(ValueError, match="same shape"):
+        metrics.psnr(x[:1], ref)
+
+
+def test_bits_per_dim():
+    assert metrics.bits_per_dim(torch.tensor([256 * math.log(2)]), 256) == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        metrics.bits_per_dim(1.0, 0)
+
+
+def test_viz_grid_and_checks():
+    grid = viz.image_grid(torch.zeros(6, 1, 4, 4), nrow=3, pad=1)
+    assert grid.shape == (9, 14, 1) and np.allclose(grid[:4, :4], 0.5)
+    ax = viz.show_images(torch.zeros(4, 3, 8, 8))
+    plt.close("all")
+    with pytest.raises(ValueError, match="channels"):
+        viz.image_grid(torch.zeros(2, 2, 4, 4))
+    with pytest.raises(ValueError):
+        viz.scatter2d(torch.zeros(5, 3))
+
+
+def test_viz_interactive_draws_static_figure(monkeypatch):
+    monkeypatch.setenv("WORKBOOK_STATIC", "1")
+    calls = []
+    assert viz.interactive(lambda a, b: calls.append((a, b)), a=viz.Slider(0, 5, 1, 2), b=viz.Choice(["x", "y"], "y")) is None
+    assert calls == [(2, "y")]
+    with pytest.raises(ValueError, match="must lie"):
+        viz.Slider(0, 1, 0.1, 3)
+    with pytest.raises(TypeError, match="Slider"):
+        viz.interactive(lambda a: None, a=3)

@@ -1,0 +1,125 @@
+"""lib.runtime, lib.train, lib.results, lib.checks."""
+import json
+import math
+
+import pytest
+import torch
+
+from lib import checks, results, runtime, train
+
+
+def test_profile_default_and_values(monkeypatch):
+    monkeypatch.delenv("WORKBOOK_PROFILE", raising=False)
+    assert runtime.profile() == "full"
+    monkeypatch.setenv("WORKBOOK_PROFILE", "smoke")
+    assert runtime.profile() == "smoke" and runtime.is_smoke()
+    monkeypatch.setenv("WORKBOOK_PROFILE", "fast")
+    with pytest.raises(ValueError, match="smoke"):
+        runtime.profile()
+
+
+def test_ci_variable_does_not_change_the_profile(monkeypatch):
+    monkeypatch.delenv("WORKBOOK_PROFILE", raising=False)
+    monkeypatch.setenv("CI", "true")
+    assert runtime.profile() == "full"
+
+
+def test_device(monkeypatch):
+    monkeypatch.delenv("WORKBOOK_DEVICE", raising=False)
+    assert runtime.device().type in ("cpu", "cuda", "mps")
+    assert runtime.device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="unknown device"):
+        runtime.device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="not available"):
+            runtime.device("cuda")
+
+
+def test_choose(monkeypatch):
+    monkeypatch.setenv("WORKBOOK_PROFILE", "smoke")
+    assert runtime.choose(smoke=dict(steps=2), full=dict(steps=100)) == {"steps": 2}
+    monkeypatch.setenv("WORKBOOK_PROFILE", "full")
+    assert runtime.choose(smoke=dict(steps=2), full=dict(steps=100)) == {"steps": 100}
+    with pytest.raises(ValueError, match="same keys"):
+        runtime.choose(smoke=dict(steps=2), full=dict(steps=100, batch=3))
+    with pytest.raises(ValueError, match="override"):
+        runtime.choose(smoke=dict(steps=2), full=dict(steps=100), cuda=dict(width=3))
+
+
+def test_seed_everything_repeats():
+    runtime.seed_everything(3)
+    a = torch.randn(5)
+    runtime.seed_everything(3)
+    assert torch.equal(a, torch.randn(5))
+    with pytest.raises(TypeError):
+        runtime.seed_everything(1.5)
+
+
+def test_train_loop_records_history_and_learns(monkeypatch):
+    monkeypatch.setenv("WORKBOOK_PROFILE", "smoke")
+    w = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.SGD([w], lr=0.1)
+
+    def step(i):
+        loss = (w - 3).pow(2).sum()
+        opt.zero_grad(); loss.backward(); opt.step()
+        return {"loss": loss, "w": w.detach().clone()}
+    h = train.train_loop(step, 50)
+    assert len(h["loss"]) == 50 and h["loss"][-1] < h["loss"][0] * 1e-3
+    assert abs(h["w"][-1] - 3) < 1e-3
+
+
+def test_train_loop_stops_on_nan(monkeypatch):
+    monkeypatch.setenv("WORKBOOK_PROFILE", "smoke")
+    with pytest.raises(FloatingPointError, match="diverged"):
+        train.train_loop(lambda i: float("nan") if i == 3 else 1.0, 10)
+    with pytest.raises(ValueError):
+        train.train_loop(lambda i: 1.0, 0)
+
+
+def test_batches_cover_the_data():
+    x = torch.arange(10)
+    stream = train.batches(x, batch_size=5, generator=torch.Generator().manual_seed(0))
+    seen = torch.cat([next(stream)[0], next(stream)[0]])
+    assert sorted(seen.tolist()) == list(range(10))
+    with pytest.raises(ValueError, match="first dimension"):
+        next(train.batches(torch.zeros(3), torch.zeros(4), batch_size=2))
+
+
+def test_checkpoint_roundtrip_and_mismatch(tmp_path):
+    m = torch.nn.Linear(3, 2)
+    p = train.save_checkpoint(tmp_path / "m.pt", m, {"width": 3})
+    m2 = torch.nn.Linear(3, 2)
+    train.load_checkpoint(p, m2, {"width": 3})
+    assert torch.equal(m.weight, m2.weight)
+    with pytest.raises(ValueError, match="different config"):
+        train.load_checkpoint(p, m2, {"width": 4})
+
+
+def test_results_record_writes_json(tmp_path, monkeypatch, capsys):
+    f = tmp_path / "r.jsonl"
+    monkeypatch.setenv("WORKBOOK_RESULTS_FILE", str(f))
+    results.record("accuracy", 97.5, "%", baseline=10, baseline_name="chance")
+    results.record("nll", 1.2, "bits/dim")
+    recs = [json.loads(l) for l in f.read_text().splitlines()]
+    assert recs[0]["value"] == 97.5 and recs[0]["baseline"] == 10 and recs[1]["unit"] == "bits/dim"
+    assert "accuracy: 97.5 %" in capsys.readouterr().out
+    with pytest.raises(ValueError):
+        results.record("bad", math.nan)
+
+
+def test_checks_messages():
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        checks.images(torch.zeros(3, 16, 16))
+    with pytest.raises(ValueError, match="0..255"):
+        checks.images(torch.full((1, 1, 4, 4), 200.0))
+    with pytest.raises(ValueError, match="3 channel"):
+        checks.images(torch.zeros(1, 1, 4, 4), channels=3)
+    with pytest.raises(TypeError):
+        checks.images(torch.zeros(1, 1, 4, 4).numpy())
+    with pytest.raises(ValueError, match="binary"):
+        checks.binary(torch.tensor([0.0, 0.5]))
+    with pytest.raises(ValueError, match="probability"):
+        checks.probability(1.5)
+    with pytest.raises(ValueError, match="unknown"):
+        checks.choice("x", ("a", "b"))

@@ -1,0 +1,109 @@
+"""Time every notebook from scratch and collect its recorded figures.
+
+    python tools/bench.py                     # full profile, every notebook in _toc.yml
+    python tools/bench.py --profile smoke     # the test profile
+    python tools/bench.py --only 05           # notebooks whose path contains "05"
+
+Each notebook runs in a fresh kernel (nbclient) in its own folder with
+WORKBOOK_RESULTS_FILE pointing at a temporary file, so whatever the notebook
+passes to ``lib.results.record`` is collected. Prints one table (notebook,
+seconds, device, figures) and writes ``_build/results.json`` (or
+``_build/results-<profile>.json`` for a profile other than full).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+import yaml
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def toc_notebooks() -> list[Path]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files: list[str] = []
+
+    def walk(entries):
+        for e in entries or []:
+            if "file" in e:
+                files.append(e["file"])
+            walk(e.get("sections"))
+            walk(e.get("chapters"))
+    walk(toc.get("chapters"))
+    for part in toc.get("parts", []) or []:
+        walk(part.get("chapters"))
+    return [ROOT / (f + ".ipynb") for f in files if (ROOT / (f + ".ipynb")).exists()]
+
+
+def run(nb_path: Path, profile: str) -> dict:
+    nb = nbformat.read(nb_path, as_version=4)
+    with tempfile.NamedTemporaryFile("w+", suffix=".jsonl", delete=False) as f:
+        results_file = f.name
+    env = {"WORKBOOK_PROFILE": profile, "WORKBOOK_STATIC": "1", "WORKBOOK_RESULTS_FILE": results_file}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    t0 = time.perf_counter()
+    error = None
+    try:
+        NotebookClient(nb, timeout=1800, kernel_name="python3",
+                       resources={"metadata": {"path": str(nb_path.parent)}}).execute()
+    except Exception as e:  # report and go on with the other notebooks
+        error = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    seconds = time.perf_counter() - t0
+    figures = [json.loads(l) for l in Path(results_file).read_text().splitlines() if l.strip()]
+    os.unlink(results_file)
+    device = figures[0]["device"] if figures else "?"
+    return {"notebook": str(nb_path.relative_to(ROOT)), "seconds": round(seconds, 1), "device": device,
+            "profile": profile, "error": error, "figures": figures}
+
+
+def fmt(rec: dict) -> str:
+    s = f"{rec['name']} = {rec['value']:.4g} {rec['unit']}".rstrip()
+    if "baseline" in rec:
+        s += f" (vs {rec['baseline_name']} {rec['baseline']:.4g})"
+    return s
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--profile", default="full", choices=["full", "smoke"])
+    ap.add_argument("--only", default=None)
+    args = ap.parse_args()
+    rows = []
+    for nb in toc_notebooks():
+        if args.only and args.only not in str(nb):
+            continue
+        print(f"running {nb.relative_to(ROOT)} ...", flush=True)
+        rows.append(run(nb, args.profile))
+        r = rows[-1]
+        print(f"  {r['seconds']:.1f} s on {r['device']}" + (f"  ERROR {r['error']}" if r["error"] else ""), flush=True)
+    print()
+    print(f"{'notebook':58s} {'seconds':>8s}  {'device':6s}  figures")
+    for r in rows:
+        figs = "; ".join(fmt(f) for f in r["figures"]) or ("ERROR " + r["error"] if r["error"] else "-")
+        print(f"{r['notebook']:58s} {r['seconds']:8.1f}  {r['device']:6s}  {figs}")
+    total = sum(r["seconds"] for r in rows)
+    print(f"{'total':58s} {total:8.1f}")
+    out = ROOT / "_build" / ("results.json" if args.profile == "full" else f"results-{args.profile}.json")
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"profile": args.profile, "total_seconds": round(total, 1), "notebooks": rows}, indent=1))
+    print(f"wrote {out.relative_to(ROOT)}")
+    return 1 if any(r["error"] for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
