@@ -61,3 +61,47 @@ def from_unit(x: torch.Tensor) -> torch.Tensor:
     """``[0, 1]`` -> ``[-1, 1]``."""
     checks.value_range(x, 0, 1, "x")
     return x * 2 - 1
+
+
+# --- 2-D toy distributions (chapters 3, 5, 6, 7) -------------------------------------------
+
+TOY2D = ("moons", "ring8", "swissroll", "gaussian")
+
+
+def toy2d(name: str, n: int, seed: int = 0, sigma: float | None = None) -> torch.Tensor:
+    """Samples ``(n, 2)`` from a named 2-D distribution, deterministic given ``seed``.
+
+    * ``"moons"``: scikit-learn's two interleaving half circles, noise 0.05, centred and
+      scaled to unit standard deviation per axis (fixed affine map, not data-dependent);
+    * ``"ring8"``: 8 Gaussians with centres on the unit circle and std ``sigma``
+      (default 0.01, the PacGAN protocol; chapter 3 uses a wider ring);
+    * ``"swissroll"``: scikit-learn's swiss roll (x/z plane), scaled by 1/8;
+    * ``"gaussian"``: a standard normal (the prior of chapter 5's diffusion).
+    """
+    checks.choice(name, TOY2D, "toy distribution")
+    checks.positive_int(n, "n")
+    rng = np.random.default_rng(seed)
+    if name == "moons":
+        from sklearn.datasets import make_moons
+        x, _ = make_moons(n, noise=0.05, random_state=seed)
+        x = (x - np.array([0.5, 0.25])) / np.array([0.87, 0.5])
+    elif name == "ring8":
+        s = 0.01 if sigma is None else float(sigma)
+        if s <= 0:
+            raise ValueError(f"sigma must be > 0, got {s}")
+        k = rng.integers(0, 8, n)
+        centres = np.stack([np.cos(2 * np.pi * k / 8), np.sin(2 * np.pi * k / 8)], 1)
+        x = centres + s * rng.standard_normal((n, 2))
+    elif name == "swissroll":
+        from sklearn.datasets import make_swiss_roll
+        x3, _ = make_swiss_roll(n, noise=0.3, random_state=seed)
+        x = x3[:, [0, 2]] / 8.0
+    else:
+        x = rng.standard_normal((n, 2))
+    return torch.tensor(x, dtype=torch.float32)
+
+
+def ring8_centres() -> torch.Tensor:
+    """The 8 mode centres of ``toy2d("ring8")``, shape ``(8, 2)``."""
+    k = torch.arange(8, dtype=torch.float64)
+    return torch.stack([torch.cos(2 * torch.pi * k / 8), torch.sin(2 * torch.pi * k / 8)], 1).float()

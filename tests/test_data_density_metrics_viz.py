@@ -137,3 +137,19 @@ def test_viz_interactive_draws_static_figure(monkeypatch):
         viz.Slider(0, 1, 0.1, 3)
     with pytest.raises(TypeError, match="Slider"):
         viz.interactive(lambda a: None, a=3)
+
+
+def test_toy2d():
+    for name in data.TOY2D:
+        a = data.toy2d(name, 500, seed=1)
+        assert a.shape == (500, 2) and torch.isfinite(a).all()
+        assert torch.equal(a, data.toy2d(name, 500, seed=1))
+    moons = data.toy2d("moons", 4000)
+    assert moons.mean(0).abs().max() < 0.1 and (moons.std(0) - 1).abs().max() < 0.15
+    ring = data.toy2d("ring8", 2000)
+    d = torch.cdist(ring, data.ring8_centres()).min(1).values
+    assert d.max() < 0.06  # sigma 0.01: every point within 6 sigma of a centre
+    with pytest.raises(ValueError, match="toy distribution"):
+        data.toy2d("spiral", 10)
+    with pytest.raises(ValueError, match="sigma"):
+        data.toy2d("ring8", 10, sigma=0)
