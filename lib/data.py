@@ -105,3 +105,63 @@ def ring8_centres() -> torch.Tensor:
     """The 8 mode centres of ``toy2d("ring8")``, shape ``(8, 2)``."""
     k = torch.arange(8, dtype=torch.float64)
     return torch.stack([torch.cos(2 * torch.pi * k / 8), torch.sin(2 * torch.pi * k / 8)], 1).float()
+
+
+# --- real photographs shipped with scikit-image (chapters 5, 8, 10) ------------------------
+
+# Whole photographs are assigned to one split, so no test patch overlaps a training photo.
+# ("cat" is the same picture as "chelsea" in scikit-image, so only "chelsea" is used.)
+PHOTOS_RGB = {"train": ("rocket", "hubble_deep_field", "immunohistochemistry", "retina", "chelsea"),
+              "test": ("astronaut", "coffee")}
+PHOTOS_GRAY = {"train": ("coins", "grass", "gravel", "moon", "brick", "page"),
+               "test": ("camera",)}
+
+
+def photo(name: str, gray: bool = False) -> torch.Tensor:
+    """One of scikit-image's sample photographs as ``(C, H, W)`` float32 in ``[-1, 1]``.
+
+    ``C`` is 3 for colour photos and 1 for grey ones or when ``gray=True`` (luminance,
+    ITU-R 601 weights via ``skimage.color.rgb2gray``). Asking for colour from a grey
+    photo raises ``ValueError``.
+    """
+    import skimage.color
+    import skimage.data
+
+    known = set(sum(PHOTOS_RGB.values(), ())) | set(sum(PHOTOS_GRAY.values(), ()))
+    checks.choice(name, known, "photo")
+    im = getattr(skimage.data, name)()
+    if im.ndim == 3:
+        im = im[..., :3].astype(np.float64) / 255.0
+        im = skimage.color.rgb2gray(im)[..., None] if gray else im
+    else:
+        if not gray:
+            raise ValueError(f"photo {name!r} is greyscale; call photo({name!r}, gray=True)")
+        im = im.astype(np.float64)[..., None] / 255.0
+    return torch.tensor(im, dtype=torch.float32).permute(2, 0, 1) * 2 - 1
+
+
+def photo_names(split: str, gray: bool = False) -> tuple[str, ...]:
+    """Names of the photos in ``split`` ("train"/"test"); grey splits also use the colour photos' luminance."""
+    checks.choice(split, ("train", "test"), "split")
+    return PHOTOS_RGB[split] + (PHOTOS_GRAY[split] if gray else ())
+
+
+def photo_patches(split: str, n: int, size: int = 32, gray: bool = False, seed: int = 0) -> torch.Tensor:
+    """``n`` random ``size x size`` crops from the photos of ``split``: ``(n, C, size, size)`` in ``[-1, 1]``.
+
+    Photos are drawn uniformly, then a uniform crop position; deterministic given ``seed``.
+    """
+    checks.positive_int(n, "n"); checks.positive_int(size, "size")
+    names = photo_names(split, gray)
+    ims = [photo(nm, gray=gray) for nm in names]
+    if any(min(im.shape[1:]) < size for im in ims):
+        raise ValueError(f"size {size} is larger than the smallest photo of the {split} split")
+    g = torch.Generator().manual_seed(seed)
+    which = torch.randint(len(ims), (n,), generator=g)
+    out = torch.empty(n, ims[0].shape[0], size, size)
+    for i, k in enumerate(which.tolist()):
+        im = ims[k]
+        r = int(torch.randint(im.shape[1] - size + 1, (1,), generator=g))
+        c = int(torch.randint(im.shape[2] - size + 1, (1,), generator=g))
+        out[i] = im[:, r:r + size, c:c + size]
+    return out

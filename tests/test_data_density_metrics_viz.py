@@ -153,3 +153,30 @@ def test_toy2d():
         data.toy2d("spiral", 10)
     with pytest.raises(ValueError, match="sigma"):
         data.toy2d("ring8", 10, sigma=0)
+
+
+def test_photos_and_disjoint_patch_splits():
+    for gray in (False, True):
+        assert not set(data.photo_names("train", gray)) & set(data.photo_names("test", gray))
+    im = data.photo("astronaut")
+    assert im.shape == (3, 512, 512) and im.min() >= -1 and im.max() <= 1
+    assert data.photo("astronaut", gray=True).shape == (1, 512, 512)
+    with pytest.raises(ValueError, match="greyscale"):
+        data.photo("camera")
+    with pytest.raises(ValueError, match="unknown photo"):
+        data.photo("lena")
+    p = data.photo_patches("test", 20, size=24, seed=3)
+    assert p.shape == (20, 3, 24, 24) and torch.equal(p, data.photo_patches("test", 20, size=24, seed=3))
+    # every test patch is an exact crop of a test photo, and of no training photo
+    test_ims = [data.photo(n) for n in data.photo_names("test")]
+    train_ims = [data.photo(n) for n in data.photo_names("train")]
+
+    def found(patch, ims):
+        for im in ims:
+            hits = (im[0].unfold(0, 24, 1).unfold(1, 24, 1) == patch[0]).all(-1).all(-1)
+            if hits.any():
+                return True
+        return False
+    assert all(found(q, test_ims) for q in p[:3])
+    assert not any(found(q, train_ims) for q in p[:3])
+    assert data.photo_patches("train", 4, size=16, gray=True).shape == (4, 1, 16, 16)
