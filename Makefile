@@ -4,13 +4,17 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv book test bench clean help
+MATHJAX := _extra/mathjax/tex-mml-chtml.js
+
+.PHONY: venv book test bench student check-html browser clean help
 
 help:
 	@echo "make book   - install (into .venv), execute every notebook (full profile), build _build/html"
 	@echo "make test   - install, run unit/hygiene tests and every notebook under nbmake (smoke profile)"
 	@echo "make bench  - execute every notebook from scratch (full profile), print the results table,"
-	@echo "              write _build/results.json"
+	@echo "              write _build/results.json and bench/results-<cpu|cuda>.json (the book's appendix)"
+	@echo "make student    - copies of every notebook without solutions, in student/"
+	@echo "make check-html - build the book (smoke profile) and open every page in headless Chromium"
 
 venv: $(STAMP)
 
@@ -19,8 +23,15 @@ $(STAMP): requirements.txt
 	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements.txt
 	touch $(STAMP)
 
+# MathJax is served from the book itself (npm package, pinned), so the book reads offline.
+$(MATHJAX):
+	mkdir -p .cache/npm _extra
+	npm install --no-save --silent --prefix .cache/npm mathjax@3.2.2
+	rm -rf _extra/mathjax && cp -r .cache/npm/node_modules/mathjax/es5 _extra/mathjax
+
 # The book: every notebook executed in the full profile; warnings are errors.
-book: venv
+book: venv $(MATHJAX)
+	$(BIN)/python tools/results_page.py
 	WORKBOOK_STATIC=1 $(BIN)/jupyter-book build . -W -n --keep-going
 
 # The test suite: lib unit/property tests, hygiene checks, every notebook in the smoke profile.
@@ -29,6 +40,23 @@ test: venv
 
 bench: venv
 	$(BIN)/python tools/bench.py
+	$(BIN)/python tools/results_page.py
+
+student: venv
+	$(BIN)/python tools/student.py student
+
+# Debian's Chromium for the browser test (test tools never download a browser of their own).
+browser:
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+# The built book in a real browser, network blocked: the book is built in the smoke profile
+# into _build/smoke (fast; the page structure is the same as the full build).
+check-html: venv $(MATHJAX) browser
+	$(BIN)/python tools/results_page.py
+	rm -rf _build/smoke && mkdir -p _build/smoke
+	$(BIN)/python -c "import os, yaml; c = yaml.safe_load(open('_config.yml')); c['execute'].update(execute_notebooks='force'); c['execute'].pop('cache'); c['sphinx']['local_extensions'] = {k: os.path.abspath(v) for k, v in c['sphinx']['local_extensions'].items()}; yaml.safe_dump(c, open('_build/smoke/_config.yml', 'w'))"
+	WORKBOOK_PROFILE=smoke WORKBOOK_STATIC=1 $(BIN)/jupyter-book build . -W -n --keep-going --config _build/smoke/_config.yml --path-output _build/smoke
+	$(BIN)/python -m pytest -q tests_html
 
 clean:
 	rm -rf _build .cache

@@ -134,14 +134,16 @@ def interactive(fn: Callable[..., Any], **controls):
     """
     if not controls:
         raise ValueError("interactive() needs at least one control")
-    widgets = {k: _widget(k, spec) for k, spec in controls.items()}  # validates the specs
+    for k, spec in controls.items():
+        if not isinstance(spec, (Slider, Choice)):
+            raise TypeError(f"control {k!r} must be a viz.Slider or viz.Choice, got {type(spec).__name__}")
     fn(**{k: spec.value for k, spec in controls.items()})
     plt.show()
-    if runtime.static():
+    if runtime.static():  # no widget objects at all: nothing for the HTML page to load
         return None
     import ipywidgets
     from IPython.display import display
 
-    box = ipywidgets.interactive(fn, **widgets)
+    box = ipywidgets.interactive(fn, **{k: _widget(k, spec) for k, spec in controls.items()})
     display(box)
     return box

@@ -98,10 +98,25 @@ def main() -> int:
         print(f"{r['notebook']:58s} {r['seconds']:8.1f}  {r['device']:6s}  {figs}")
     total = sum(r["seconds"] for r in rows)
     print(f"{'total':58s} {total:8.1f}")
+    import datetime
+    import platform
+    import subprocess
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    devices = sorted({r["device"] for r in rows if r["device"] != "?"})
+    payload = {"profile": args.profile, "total_seconds": round(total, 1), "commit": commit or "?",
+               "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+               "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "devices": devices, "notebooks": rows}
     out = ROOT / "_build" / ("results.json" if args.profile == "full" else f"results-{args.profile}.json")
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"profile": args.profile, "total_seconds": round(total, 1), "notebooks": rows}, indent=1))
+    out.write_text(json.dumps(payload, indent=1))
     print(f"wrote {out.relative_to(ROOT)}")
+    if args.profile == "full" and not args.only:
+        # the book's appendix is generated from these snapshots (one per device type)
+        kind = "cuda" if any(d.startswith("cuda") for d in devices) else "cpu"
+        snap = ROOT / "bench" / f"results-{kind}.json"
+        snap.parent.mkdir(exist_ok=True)
+        snap.write_text(json.dumps(payload, indent=1))
+        print(f"wrote {snap.relative_to(ROOT)}")
     return 1 if any(r["error"] for r in rows) else 0
 
 

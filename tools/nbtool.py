@@ -49,9 +49,10 @@ def from_percent(text: str) -> nbformat.NotebookNode:
             lines = [l[2:] if l.startswith("# ") else l.lstrip("#") for l in body.splitlines()]
             cell = nbformat.v4.new_markdown_cell("\n".join(lines).strip("\n"))
         else:
-            if body.strip() == "SETUP":
-                body = SETUP
-            cell = nbformat.v4.new_code_cell(body)
+            is_setup = body.strip() == "SETUP"
+            cell = nbformat.v4.new_code_cell(SETUP if is_setup else body)
+            if is_setup:
+                cell.metadata["tags"] = ["hide-input"]  # collapsed in the HTML book
         if tags:
             cell.metadata["tags"] = [t.strip().strip("'\"") for t in tags[0].split(",") if t.strip()]
         nb.cells.append(cell)
@@ -74,6 +75,7 @@ def main(argv):
             nb = nbformat.read(f, as_version=4)
             first = next(c for c in nb.cells if c.cell_type == "code")
             first.source = SETUP
+            first.metadata["tags"] = ["hide-input"]
             nbformat.write(clean(nb), f)
     else:
         raise SystemExit(__doc__)

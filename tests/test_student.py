@@ -1,0 +1,57 @@
+"""Student copies (tools/student.py): no solution code survives; each copy runs up to its first placeholder."""
+import os
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import student  # noqa: E402
+
+NOTEBOOKS = sorted(ROOT.glob("chapters/*/*.ipynb"))
+
+
+def solution_cells(nb):
+    out, inside = [], False
+    for c in nb.cells:
+        if c.cell_type == "markdown":
+            for kind in re.findall(r":::\{(solution-start|solution-end)\}", c.source):
+                inside = kind == "solution-start"
+        elif inside:
+            out.append(c.source)
+    return out
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.parent.name + "/" + p.name)
+def test_no_solution_survives(path):
+    nb = nbformat.read(path, as_version=4)
+    solutions = solution_cells(nb)
+    labels = re.findall(r":label: (\S+)", "\n".join(c.source for c in nb.cells if c.cell_type == "markdown"))
+    stu = student.strip_solutions(nbformat.read(path, as_version=4))
+    nbformat.validate(stu)
+    text = "\n".join(c.source for c in stu.cells)
+    code = [c.source for c in stu.cells if c.cell_type == "code"]
+    assert solutions and not any(s in code for s in solutions)
+    assert "solution-start" not in text and "solution-end" not in text
+    for label in labels:  # exercise text kept, one placeholder each
+        assert f":label: {label}" in text
+        assert sum(f'exercise {label}: your solution goes here' in c for c in code) == 1
+    assert len(stu.cells) < len(nb.cells)
+
+
+def test_student_copy_runs_up_to_the_first_placeholder(tmp_path, monkeypatch):
+    src = ROOT / "chapters" / "01-analysis-synthesis" / "analysis_synthesis.ipynb"
+    stu = student.strip_solutions(nbformat.read(src, as_version=4))
+    first = next(i for i, c in enumerate(stu.cells) if c.cell_type == "code" and "NotImplementedError" in c.source)
+    monkeypatch.setenv("WORKBOOK_PROFILE", "smoke")
+    client = NotebookClient(stu, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(src.parent)}})
+    with pytest.raises(CellExecutionError, match="NotImplementedError"):
+        client.execute()
+    ran = [i for i, c in enumerate(stu.cells) if c.cell_type == "code" and c.get("execution_count")]
+    assert max(ran) == first, "every cell before the first placeholder ran, and execution stopped there"
+    assert not any(o.get("output_type") == "error" for c in stu.cells[:first] if c.cell_type == "code" for o in c.outputs)

@@ -1,0 +1,142 @@
+"""Open every page of the built book in headless Chromium with the network blocked.
+
+Run by `make check-html` after it builds the book into _build/smoke (smoke profile).
+For each page in _toc.yml: no JavaScript errors, no request leaves the machine, every
+image exists and has non-zero size, the math is typeset (MathJax served by the book),
+exercise solutions are collapsed until clicked and open on a click, and the Colab
+launch link points at this notebook on the main branch. Screenshots go to
+_build/screenshots/ for a person to look at.
+"""
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import re
+import threading
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+HTML = Path(os.environ.get("WORKBOOK_HTML", ROOT / "_build" / "smoke" / "_build" / "html"))
+SHOTS = ROOT / "_build" / "screenshots"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+
+
+def toc_pages():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    pages = [toc["root"]]
+
+    def walk(entries):
+        for e in entries or []:
+            if "file" in e:
+                pages.append(e["file"])
+            walk(e.get("sections"))
+    walk(toc.get("chapters"))
+    for part in toc.get("parts") or []:
+        walk(part.get("chapters"))
+    return pages
+
+
+PAGES = toc_pages()
+
+
+@pytest.fixture(scope="module")
+def server():
+    if not (HTML / "index.html").exists():
+        raise FileNotFoundError(f"no built book at {HTML}: run `make check-html` (it builds first)")
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+    handler = functools.partial(Quiet, directory=str(HTML))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        yield b
+        b.close()
+
+
+def open_page(browser, server, page_path):
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = ctx.new_page()
+    errors, blocked = [], []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("response", lambda r: errors.append(f"HTTP {r.status} for {r.url}") if r.status >= 400 else None)
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+
+    def route(r):
+        if urlparse(r.request.url).hostname == "127.0.0.1":
+            r.continue_()
+        else:  # the network is blocked: the book must not need it
+            blocked.append(r.request.url)
+            r.abort()
+    page.route("**/*", route)
+    page.goto(f"{server}/{page_path}.html", wait_until="load")
+    page.wait_for_load_state("networkidle")
+    return ctx, page, errors, blocked
+
+
+@pytest.mark.parametrize("page_path", PAGES)
+def test_page(browser, server, page_path):
+    ctx, page, errors, blocked = open_page(browser, server, page_path)
+    try:
+        assert blocked == [], f"the page tried to reach the network: {blocked[:5]}"
+        assert errors == [], f"JavaScript errors: {errors[:5]}"
+        # images: every <img> exists on disk with non-zero size, and decoded
+        for src, w in page.eval_on_selector_all("img", "els => els.map(e => [e.getAttribute('src'), e.naturalWidth])"):
+            target = (HTML / page_path).parent / src.split("#")[0]
+            assert target.exists() and target.stat().st_size > 0, f"missing image {src}"
+            assert w > 0, f"image {src} did not decode"
+        # math: MathJax (served by the book) typeset every formula; no raw $$ left in the text
+        n_math = page.eval_on_selector_all(".math", "els => els.length")
+        if n_math:
+            page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.document"
+                                   " && document.querySelectorAll('mjx-container').length > 0", timeout=20000)
+            assert page.eval_on_selector_all("mjx-container", "els => els.length") >= n_math
+        text = page.evaluate("""() => {  // the prose, without code cells and their outputs
+            const main = (document.querySelector('main') || document.body).cloneNode(true);
+            main.querySelectorAll('pre, code, .cell, mjx-container').forEach(e => e.remove());
+            return main.innerText; }""")
+        assert "$$" not in text, "raw $$ left in the page text"
+        assert not re.search(r"(?<![\w$])\$[^$\s][^$\n]{0,80}\\[a-zA-Z]+[^$\n]{0,80}\$", text), "raw inline $...$ math left"
+        # exercise solutions: collapsed until clicked, open on a click
+        sols = page.query_selector_all("div.solution.dropdown")
+        for sol in sols:
+            body = sol.query_selector(".admonition-title ~ *, section")
+            assert body is not None and not body.is_visible(), "solution is visible before a click"
+            sol.query_selector("button.toggle-button").click()
+            page.wait_for_timeout(300)
+            assert body.is_visible(), "solution did not open on a click"
+        # Colab launch link of a notebook page
+        if page_path.startswith("chapters/"):
+            assert sols, "a chapter page has exercise solutions"
+            href = page.eval_on_selector_all("a[href*='colab.research.google.com']", "els => els.map(e => e.href)")
+            want = f"https://colab.research.google.com/github/hacettepe-cvlab/dgm-workbook/blob/main/{page_path}.ipynb"
+            assert want in href, f"Colab link {href} should be {want}"
+            assert (ROOT / f"{page_path}.ipynb").exists()
+    finally:
+        ctx.close()
+
+
+def test_screenshots(browser, server):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    chapters = [p for p in PAGES if p.startswith("chapters/")]
+    for page_path in [PAGES[0]] + chapters[:1] + chapters[-1:]:
+        ctx, page, _, _ = open_page(browser, server, page_path)
+        out = SHOTS / (page_path.replace("/", "_") + ".png")
+        page.screenshot(path=str(out), full_page=False)
+        ctx.close()
+        assert out.stat().st_size > 10_000
