@@ -110,11 +110,20 @@ def main() -> int:
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(payload, indent=1))
     print(f"wrote {out.relative_to(ROOT)}")
-    if args.profile == "full" and not args.only:
-        # the book's appendix is generated from these snapshots (one per device type)
+    if args.profile == "full":
+        # The book's appendix is generated from these snapshots (one per device type). A run
+        # with --only updates its notebooks' rows and keeps the others (each row has its date).
         kind = "cuda" if any(d.startswith("cuda") for d in devices) else "cpu"
         snap = ROOT / "bench" / f"results-{kind}.json"
         snap.parent.mkdir(exist_ok=True)
+        for r in rows:
+            r["commit"], r["date"] = payload["commit"], payload["date"]
+        if args.only and snap.exists():
+            old = {r["notebook"]: r for r in json.loads(snap.read_text())["notebooks"]}
+            old.update({r["notebook"]: r for r in rows})
+            order = [str(p.relative_to(ROOT)) for p in toc_notebooks()]
+            payload["notebooks"] = [old[n] for n in order if n in old]
+            payload["total_seconds"] = round(sum(r["seconds"] for r in payload["notebooks"]), 1)
         snap.write_text(json.dumps(payload, indent=1))
         print(f"wrote {snap.relative_to(ROOT)}")
     return 1 if any(r["error"] for r in rows) else 0

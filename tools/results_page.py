@@ -35,18 +35,21 @@ def render() -> str:
     if cpu is None:
         lines += ["```{note}", "No benchmark has been recorded yet: run `make bench`, then rebuild the book.", "```", ""]
         return "\n".join(lines) + "\n"
-    lines += [f"CPU run: commit `{cpu['commit']}`, {cpu['date']}, {cpu['machine']}; "
-              f"all notebooks together took {cpu['total_seconds'] / 60:.1f} minutes."]
+    lines += [f"CPU runs on {cpu['machine']}, last updated {cpu['date']} (commit `{cpu['commit']}`); "
+              f"all notebooks together took {cpu['total_seconds'] / 60:.1f} minutes. Each notebook's row "
+              "gives the commit and date it was measured at."]
     gpu_times = {}
     if cuda is not None:
         gpu_times = {r["notebook"]: r["seconds"] for r in cuda["notebooks"]}
         lines += [f"GPU run: commit `{cuda['commit']}`, {cuda['date']}, devices {', '.join(cuda['devices'])}; "
                   f"total {cuda['total_seconds'] / 60:.1f} minutes."]
-    lines += ["", "## Time per notebook", "", "| notebook | CPU seconds | GPU seconds | status |", "| --- | ---: | ---: | --- |"]
+    lines += ["", "## Time per notebook", "", "| notebook | CPU run, seconds | GPU run, seconds | measured | status |",
+              "| --- | ---: | ---: | --- | --- |"]
     for r in cpu["notebooks"]:
         gpu = gpu_times.get(r["notebook"])
         status = "error: " + r["error"] if r.get("error") else "ok"
-        lines.append(f"| `{r['notebook']}` | {r['seconds']:.0f} | {'' if gpu is None else f'{gpu:.0f}'} | {status} |")
+        when = f"{r.get('date', cpu['date'])}, `{r.get('commit', cpu['commit'])}`"
+        lines.append(f"| `{r['notebook']}` | {r['seconds']:.0f} | {'' if gpu is None else f'{gpu:.0f}'} | {when} | {status} |")
     lines += ["", "## Headline figures", "",
               "| notebook | figure | value | baseline | better than baseline? |", "| --- | --- | ---: | --- | --- |"]
     for r in cpu["notebooks"]:
