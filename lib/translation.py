@@ -414,3 +414,20 @@ def structure_correlation(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     v = v - v.mean(1, keepdim=True)
     den = u.norm(dim=1) * v.norm(dim=1)
     return torch.where(den > 0, (u * v).sum(1) / den.clamp_min(1e-300), torch.zeros_like(den)).float()
+
+
+def image_correlation(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-image Pearson correlation of the pixel values of ``x`` and ``y``: ``(N,)`` in ``[-1, 1]``.
+
+    Used to ask whether a translation is *of its input*: correlate the output with the
+    right answer where one is known (1 = same picture up to brightness/contrast, 0 =
+    unrelated). ``x``, ``y``: ``(N, ...)`` of the same shape; a constant image gives 0.
+    """
+    checks.tensor(x, "x"); checks.tensor(y, "y")
+    if x.shape != y.shape or x.dim() < 2:
+        raise ValueError(f"x and y must have the same shape (N, ...), got {tuple(x.shape)} and {tuple(y.shape)}")
+    u = x.double().flatten(1); v = y.double().flatten(1)
+    u = u - u.mean(1, keepdim=True)
+    v = v - v.mean(1, keepdim=True)
+    den = u.norm(dim=1) * v.norm(dim=1)
+    return torch.where(den > 0, (u * v).sum(1) / den.clamp_min(1e-300), torch.zeros_like(den)).float()

@@ -316,3 +316,16 @@ def test_tone_hint():
         data.tone_hint(x, cells=3)
     with pytest.raises(ValueError):
         data.tone_hint(x * 10)
+
+
+def test_image_correlation():
+    torch.manual_seed(0)
+    x = torch.randn(4, 1, 6, 6)
+    assert torch.allclose(T.image_correlation(x, 2 * x + 3), torch.ones(4), atol=1e-6)
+    assert torch.allclose(T.image_correlation(x, -x), -torch.ones(4), atol=1e-6)
+    assert torch.allclose(T.image_correlation(x, torch.ones_like(x)), torch.zeros(4))
+    # hand-computed: (1, 2, 3) vs (1, 3, 2): centred (-1, 0, 1), (-1, 1, 0): 1 / (sqrt2 sqrt2) = 0.5
+    assert math.isclose(float(T.image_correlation(torch.tensor([[1.0, 2, 3]]), torch.tensor([[1.0, 3, 2]]))[0]), 0.5,
+                        rel_tol=1e-6)
+    with pytest.raises(ValueError):
+        T.image_correlation(x, x[:2])
