@@ -165,3 +165,164 @@ def photo_patches(split: str, n: int, size: int = 32, gray: bool = False, seed: 
         c = int(torch.randint(im.shape[2] - size + 1, (1,), generator=g))
         out[i] = im[:, r:r + size, c:c + size]
     return out
+
+
+# --- chapter 8: paired (edges -> photo) and unpaired (photo vs sketch) translation data ---
+
+# CycleGAN's two domains use *disjoint* photographs: domain A holds grey photos, domain B
+# pencil-sketch renderings of other photos, so no training photo appears in both domains.
+# The grey train/test photos are split as in PHOTOS_RGB/PHOTOS_GRAY (whole photos held out).
+SKETCH_DOMAINS = {"train": {"A": ("rocket", "chelsea", "coins", "gravel", "page", "immunohistochemistry"),
+                            "B": ("hubble_deep_field", "retina", "grass", "moon", "brick")},
+                  "test": {"A": ("camera", "astronaut"), "B": ("coffee",)}}
+
+
+def _gray_photo_np(name: str) -> np.ndarray:
+    """Grey photo ``(H, W)`` float64 in ``[0, 1]`` (cached)."""
+    if name not in _GRAY_CACHE:
+        _GRAY_CACHE[name] = ((photo(name, gray=True)[0].double().numpy() + 1) / 2).clip(0, 1)
+    return _GRAY_CACHE[name]
+
+
+_GRAY_CACHE: dict[str, np.ndarray] = {}
+
+
+def edge_map(gray: np.ndarray | torch.Tensor, sigma: float = 2.0) -> torch.Tensor:
+    """Canny edges of a grey image: ``(H, W)`` in ``[0, 1]`` (array or tensor) -> ``(H, W)`` in ``{-1, 1}`` (1 = edge).
+
+    ``skimage.feature.canny`` with Gaussian smoothing ``sigma`` and hysteresis thresholds at
+    the 80th/90th percentiles of the gradient magnitude (so the edge density does not depend
+    on a photo's contrast). This is the "sketch" that pix2pix's edges2x models translate.
+    """
+    from skimage.feature import canny
+
+    g = gray.detach().cpu().double().numpy() if isinstance(gray, torch.Tensor) else np.asarray(gray, dtype=np.float64)
+    if g.ndim != 2:
+        raise ValueError(f"gray must be a 2-D (H, W) image, got shape {g.shape}")
+    if g.size and (g.min() < -1e-6 or g.max() > 1 + 1e-6):
+        raise ValueError(f"gray must have values in [0, 1], got [{g.min():.3g}, {g.max():.3g}]")
+    if not sigma > 0:
+        raise ValueError(f"sigma must be > 0, got {sigma}")
+    e = canny(g, sigma=sigma, low_threshold=0.8, high_threshold=0.9, use_quantiles=True)
+    return torch.tensor(e, dtype=torch.float32) * 2 - 1
+
+
+def sketch(gray: np.ndarray | torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
+    """Pencil-sketch rendering: ``(H, W)`` in ``[0, 1]`` -> ``(H, W)`` in ``[-1, 1]`` (white paper = +1, dark lines).
+
+    Sobel gradient magnitude of the Gaussian-smoothed image (``sigma``), divided by its 98th
+    percentile over the image, clipped to ``[0, 1]`` and raised to the power 0.7 (softer
+    strokes), drawn as dark ink on white: ``1 - ink``. A deterministic function, so for a
+    held-out photo the "correct" translation photo -> sketch is known (chapter 8 uses it to
+    measure whether CycleGAN's output still corresponds to its input).
+    """
+    from scipy import ndimage
+    from skimage.filters import sobel
+
+    g = gray.detach().cpu().double().numpy() if isinstance(gray, torch.Tensor) else np.asarray(gray, dtype=np.float64)
+    if g.ndim != 2:
+        raise ValueError(f"gray must be a 2-D (H, W) image, got shape {g.shape}")
+    if g.size and (g.min() < -1e-6 or g.max() > 1 + 1e-6):
+        raise ValueError(f"gray must have values in [0, 1], got [{g.min():.3g}, {g.max():.3g}]")
+    if not sigma > 0:
+        raise ValueError(f"sigma must be > 0, got {sigma}")
+    mag = sobel(ndimage.gaussian_filter(g, sigma))
+    ink = np.clip(mag / max(np.percentile(mag, 98), 1e-8), 0, 1) ** 0.7
+    return torch.tensor(1 - 2 * ink, dtype=torch.float32)
+
+
+def _aligned_crops(maps: list[tuple[torch.Tensor, ...]], n: int, size: int, seed: int,
+                   keep=None, tries: int = 50) -> tuple[torch.Tensor, ...]:
+    """Crop the same ``size x size`` window from every map of a photo (photo drawn uniformly).
+
+    ``maps[k]`` is a tuple of ``(H, W)`` tensors of photo ``k``; returns one ``(n, 1, size, size)``
+    tensor per map. ``keep(crops)`` may reject a window (re-drawn up to ``tries`` times).
+    """
+    checks.positive_int(n, "n"); checks.positive_int(size, "size")
+    if any(min(m[0].shape) < size for m in maps):
+        raise ValueError(f"size {size} is larger than the smallest photo")
+    g = torch.Generator().manual_seed(seed)
+    which = torch.randint(len(maps), (n,), generator=g)
+    outs = [torch.empty(n, 1, size, size) for _ in maps[0]]
+    for i, k in enumerate(which.tolist()):
+        h, w = maps[k][0].shape
+        for _ in range(tries):
+            r = int(torch.randint(h - size + 1, (1,), generator=g))
+            c = int(torch.randint(w - size + 1, (1,), generator=g))
+            crops = [m[r:r + size, c:c + size] for m in maps[k]]
+            if keep is None or keep(crops):
+                break
+        for o, cr in zip(outs, crops):
+            o[i, 0] = cr
+    return tuple(outs)
+
+
+def tone_hint(photos: torch.Tensor, cells: int = 4) -> torch.Tensor:
+    """A coarse tone map: ``(N, 1, H, W)`` -> ``(N, 1, H, W)``, the mean of each of ``cells x cells`` blocks.
+
+    What an artist's rough shading gives: where it is bright or dark, but no detail
+    (``H`` and ``W`` must be multiples of ``cells``).
+    """
+    checks.images(photos, channels=1, name="photos")
+    checks.positive_int(cells, "cells")
+    h, w = photos.shape[-2:]
+    if h % cells or w % cells:
+        raise ValueError(f"image size {h}x{w} must be a multiple of cells={cells}")
+    return F.interpolate(F.adaptive_avg_pool2d(photos, cells), size=(h, w), mode="nearest")
+
+
+def edges2photo(split: str, n: int, size: int = 32, seed: int = 0, sigma: float = 2.0,
+                hint: int = 4, min_edges: float = 0.03) -> tuple[torch.Tensor, torch.Tensor]:
+    """Paired data for pix2pix: ``(sketches, photos)``; photos ``(n, 1, size, size)`` in ``[-1, 1]``.
+
+    Crops of the grey photos of ``split`` (``photo_names(split, gray=True)``: whole photos
+    are held out, so no test pair overlaps a training photo). The sketch's first channel is
+    the Canny edge map (:func:`edge_map`, computed on the whole photo, then cropped at the
+    same place; +1 = edge). Edges alone do not say which side of a line is dark, so with
+    ``hint > 0`` a second channel carries a coarse ``hint x hint`` tone map
+    (:func:`tone_hint`), like rough shading on a drawing: sketches are then
+    ``(n, 2, size, size)``; with ``hint=0``, ``(n, 1, size, size)``.
+    Windows with fewer than ``min_edges`` edge pixels (flat sky, black space) are re-drawn.
+    Deterministic given ``seed``.
+    """
+    checks.choice(split, ("train", "test"), "split")
+    if isinstance(hint, bool) or not isinstance(hint, int) or hint < 0:
+        raise ValueError(f"hint must be an int >= 0 (0 = edges only), got {hint!r}")
+    maps = []
+    for name in photo_names(split, gray=True):
+        gr = _gray_photo_np(name)
+        maps.append((edge_map(gr, sigma), torch.tensor(gr * 2 - 1, dtype=torch.float32)))
+    edges, photos = _aligned_crops(maps, n, size, seed,
+                                   keep=lambda cr: float((cr[0] > 0).float().mean()) >= min_edges)
+    if hint:
+        return torch.cat([edges, tone_hint(photos, hint)], 1), photos
+    return edges, photos
+
+
+def photo_sketch(split: str, domain: str, n: int, size: int = 32, seed: int = 0) -> torch.Tensor:
+    """Unpaired CycleGAN data: ``(n, 1, size, size)`` in ``[-1, 1]`` from domain ``"A"`` or ``"B"``.
+
+    Domain A = grey photo patches, domain B = :func:`sketch` renderings of *other* photos
+    (``SKETCH_DOMAINS``; disjoint photos, so no sketch is of a photo seen in domain A).
+    """
+    checks.choice(split, ("train", "test"), "split")
+    checks.choice(domain, ("A", "B"), "domain")
+    names = SKETCH_DOMAINS[split][domain]
+    maps = [(torch.tensor(_gray_photo_np(nm) * 2 - 1, dtype=torch.float32) if domain == "A"
+             else sketch(_gray_photo_np(nm)),) for nm in names]
+    return _aligned_crops(maps, n, size, seed)[0]
+
+
+def photo_sketch_pairs(split: str, n: int, size: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(photos, sketches)`` of the *same* windows, ``(n, 1, size, size)`` each, from every photo of ``split``.
+
+    Only for *evaluating* an unpaired translator (the true rendering of each photo is known);
+    never for training CycleGAN.
+    """
+    checks.choice(split, ("train", "test"), "split")
+    names = SKETCH_DOMAINS[split]["A"] + SKETCH_DOMAINS[split]["B"]
+    maps = []
+    for nm in names:
+        gr = _gray_photo_np(nm)
+        maps.append((torch.tensor(gr * 2 - 1, dtype=torch.float32), sketch(gr)))
+    return _aligned_crops(maps, n, size, seed)
