@@ -118,34 +118,44 @@ def digit_feature_net() -> DigitFeatureNet:
     """The metric's classifier, trained once (about 12 s on a 2-core CPU) and cached on disk.
 
     Training is seeded, so every notebook and every run measures with the same net.
-    The profile does not change it: the metric must mean the same thing in CI.
+    The profile does not change it: the metric must mean the same thing in CI. The
+    caller's random state is left untouched whether the net is trained or loaded,
+    so a notebook's results do not depend on the cache.
     """
     global _FEATURE_NET
     if _FEATURE_NET is not None:
         return _FEATURE_NET
-    from . import data, train
+    from . import train
 
-    net = DigitFeatureNet()
-    path = runtime.cache_dir() / "digit_feature_net.pt"
-    try:
-        train.load_checkpoint(path, net, _FEATURE_CONFIG)
-    except (FileNotFoundError, ValueError, RuntimeError):
-        cfg = _FEATURE_CONFIG
-        g = torch.Generator().manual_seed(cfg["seed"])
-        torch.manual_seed(cfg["seed"])
-        x, y = data.digits("train")
-        opt = torch.optim.Adam(net.parameters(), lr=2e-3)
-        stream = train.batches(x, y, batch_size=cfg["batch"], generator=g)
-        for _ in range(cfg["steps"]):
-            xb, yb = next(stream)
-            shift = torch.randint(-1, 2, (2,), generator=g).tolist()  # small translations
-            xb = torch.roll(xb, shifts=shift, dims=(2, 3))
-            loss = F.cross_entropy(net(xb), yb)
-            opt.zero_grad(); loss.backward(); opt.step()
-        train.save_checkpoint(path, net, cfg)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_FEATURE_CONFIG["seed"])
+        net = DigitFeatureNet()
+        path = runtime.cache_dir() / "digit_feature_net.pt"
+        try:
+            train.load_checkpoint(path, net, _FEATURE_CONFIG)
+        except (FileNotFoundError, ValueError, RuntimeError):
+            _train_feature_net(net)
+            train.save_checkpoint(path, net, _FEATURE_CONFIG)
     net.eval()
     _FEATURE_NET = net
     return net
+
+
+@torch.enable_grad()  # callers may hold torch.no_grad() (digit_features does): training needs gradients
+def _train_feature_net(net: DigitFeatureNet) -> None:
+    from . import data, train
+
+    cfg = _FEATURE_CONFIG
+    g = torch.Generator().manual_seed(cfg["seed"])
+    x, y = data.digits("train")
+    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    stream = train.batches(x, y, batch_size=cfg["batch"], generator=g)
+    for _ in range(cfg["steps"]):
+        xb, yb = next(stream)
+        shift = torch.randint(-1, 2, (2,), generator=g).tolist()  # small translations
+        xb = torch.roll(xb, shifts=shift, dims=(2, 3))
+        loss = F.cross_entropy(net(xb), yb)
+        opt.zero_grad(); loss.backward(); opt.step()
 
 
 @torch.no_grad()

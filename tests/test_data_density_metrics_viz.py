@@ -180,3 +180,20 @@ def test_photos_and_disjoint_patch_splits():
     assert all(found(q, test_ims) for q in p[:3])
     assert not any(found(q, train_ims) for q in p[:3])
     assert data.photo_patches("train", 4, size=16, gray=True).shape == (4, 1, 16, 16)
+
+
+def test_feature_net_trains_from_an_empty_cache_under_no_grad(tmp_path, monkeypatch):
+    """A fresh checkout has no cached feature net; the first FDD call may come under no_grad,
+    and must leave the caller's random state as it found it."""
+    monkeypatch.setenv("WORKBOOK_CACHE", str(tmp_path))
+    monkeypatch.setattr(metrics, "_FEATURE_NET", None)
+    x, _ = data.digits("test")
+    torch.manual_seed(5)
+    with torch.no_grad():
+        d = metrics.frechet_digit_distance(x[:100], x[100:])
+    after_training = torch.randn(3)
+    assert (tmp_path / "digit_feature_net.pt").exists() and d > 0
+    monkeypatch.setattr(metrics, "_FEATURE_NET", None)
+    torch.manual_seed(5)
+    assert metrics.frechet_digit_distance(x[:100], x[100:]) == pytest.approx(d, rel=1e-5)  # loaded from cache
+    assert torch.equal(torch.randn(3), after_training)
