@@ -167,8 +167,8 @@ def gaussian_gradient_ascent(x: torch.Tensor, steps: int = 500, lr: float = 0.05
     for _ in range(steps):
         obj = gaussian_log_likelihood(x, mu, torch.exp(2 * log_s))
         opt.zero_grad(); (-obj).backward(); opt.step()   # ascent = descent on -obj
-        ll.append(float(obj.detach())); path.append((float(mu), float(log_s.exp())))
-    return {"mu": float(mu), "var": float(torch.exp(2 * log_s)), "path": np.array(path), "loglik": ll}
+        ll.append(float(obj.detach())); path.append((float(mu.detach()), float(log_s.detach().exp())))
+    return {"mu": float(mu.detach()), "var": float(torch.exp(2 * log_s.detach())), "path": np.array(path), "loglik": ll}
 
 
 class GaussianMixture:
@@ -337,26 +337,30 @@ def dsm_loss(model: EnergyNet, x: torch.Tensor, sigmas: torch.Tensor,
 @torch.no_grad()
 def langevin_sample(model: EnergyNet, n: int, sigmas: torch.Tensor, steps_per_level: int = 50,
                     eps: float = 2e-5, init: torch.Tensor | None = None,
-                    generator: torch.Generator | None = None) -> torch.Tensor:
+                    generator: torch.Generator | None = None, keep_levels: bool = False):
     """Annealed Langevin dynamics (Song & Ermon, 2019): generate by following the score.
 
     Start from ``init`` (default ``N(0, sigma_max^2 I)``, shape ``(n, D)``); for each
     level ``sigma`` (largest first) take ``steps_per_level`` steps
     ``x <- x + (a/2) s(x, sigma) + sqrt(a) z`` with ``a = eps * sigma^2 / sigma_min^2``.
     Returns ``(n, D)``; the last level's noise-free step is the final denoising
-    ``x + sigma_min^2 s(x, sigma_min)``.
+    ``x + sigma_min^2 s(x, sigma_min)``. With ``keep_levels=True`` returns
+    ``(x, [x after each level, on the CPU])`` to show the annealing.
     """
     checks.positive_int(n, "n"); checks.positive_int(steps_per_level, "steps_per_level")
     dev = next(model.parameters()).device
     sigmas = sigmas.to(dev)
     x = init.to(dev).clone() if init is not None else \
         torch.randn(n, model.dim, generator=generator).to(dev) * sigmas[0]
+    levels = []
     for sigma in sigmas:
         a = eps * (sigma / sigmas[-1]) ** 2
         for _ in range(steps_per_level):
             z = torch.randn(x.shape, generator=generator).to(dev)
             x = x + 0.5 * a * model.score(x, sigma) + a.sqrt() * z
-    return x + sigmas[-1] ** 2 * model.score(x, sigmas[-1])
+        levels.append(x.cpu())
+    x = x + sigmas[-1] ** 2 * model.score(x, sigmas[-1])
+    return (x, levels) if keep_levels else x
 
 
 class Generator2d(nn.Module):

@@ -222,12 +222,12 @@ def dice_monte_carlo(n: int, seed: int = 0) -> dict[str, tuple[float, float]]:
 
 #: What a node of the plant does for each hand of five dice: (number of branches, flower?).
 PLANT_RULES = {
-    "nothing": (0, False),          # the shoot stops (a bare tip)
+    "nothing": (1, True),           # grow on and put out a leaf
     "one pair": (1, False),         # grow on
     "two pairs": (2, False),        # fork
     "three of a kind": (3, False),  # fork in three
-    "straight": (1, True),          # grow on and put out a leaf
-    "full house": (2, True),        # fork and leaf
+    "straight": (0, False),         # the shoot stops (a bare tip)
+    "full house": (2, True),        # fork and put out a leaf
     "four of a kind": (0, True),    # stop with a flower
     "five of a kind": (0, True),    # stop with a flower (the tweet never got one)
 }

@@ -145,6 +145,11 @@ def test_energy_score_is_minus_gradient_and_dsm_is_exact_for_gaussian():
                                   generator=torch.Generator().manual_seed(1))
     assert out.shape == (4000, 2) and torch.isfinite(out).all()
     assert out.var(0).mean().item() == pytest.approx(1.0, abs=0.15)
+    again, levels = density.langevin_sample(ex, 4000, torch.tensor([0.5, 0.1]), steps_per_level=200, eps=5e-3,
+                                            generator=torch.Generator().manual_seed(1), keep_levels=True)
+    assert len(levels) == 2 and levels[0].shape == (4000, 2)
+    # at the first level the chain samples the blurred N(0, 1 + 0.5^2) (plus a small step-size bias)
+    assert levels[0].var(0).mean().item() == pytest.approx(1.25, abs=0.2)
 
 
 def test_dsm_training_reduces_loss_and_mmd_generator_learns():

@@ -152,12 +152,16 @@ def test_plant_same_rolls_same_plant_and_rules():
     # one node per roll used, and the number of nodes follows the branching rules
     n_children = sum(P.PLANT_RULES[h][0] for h in a["hands"])
     assert a["rolls_used"] <= 1 + n_children
-    # a "nothing" first roll stops the plant after one stem
-    stub = P.grow_plant([[1, 2, 3, 4, 6]] + [[1, 1, 1, 1, 1]] * 5)
+    # a straight on the first roll stops the plant after one stem
+    stub = P.grow_plant([[1, 2, 3, 4, 5]] + [[1, 1, 1, 1, 1]] * 5)
     assert stub["rolls_used"] == 1 and len(stub["flowers"]) == 0
     # five of a kind first: one stem with a flower
     flower = P.grow_plant([[6, 6, 6, 6, 6]])
     assert len(flower["flowers"]) == 1 and flower["rolls_used"] == 1
+    # "nothing" grows on with a leaf at the end of its segment
+    leafy = P.grow_plant([[1, 2, 3, 4, 6], [1, 2, 3, 4, 5]])
+    assert leafy["rolls_used"] == 2 and len(leafy["leaves"]) == 1
+    np.testing.assert_allclose(leafy["leaves"][0], leafy["segments"][0, 1])
 
 
 def test_plant_fork_and_depth_limit():
