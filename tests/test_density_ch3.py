@@ -138,7 +138,7 @@ def test_energy_score_is_minus_gradient_and_dsm_is_exact_for_gaussian():
     sig = torch.tensor([0.5])
     g = torch.Generator().manual_seed(0)
     xs = torch.randn(20000, 2, generator=g)
-    loss = float(density.dsm_loss(ex, xs, sig, generator=g))
+    loss = float(density.dsm_loss(ex, xs, sig, generator=g).detach())
     assert loss == pytest.approx(2 / 1.25, rel=0.03)
     # Langevin with the exact score samples the N(0, 1 + sigma^2) blurred Gaussian
     out = density.langevin_sample(ex, 4000, torch.tensor([0.5, 0.1]), steps_per_level=400, eps=5e-3,
@@ -159,11 +159,11 @@ def test_dsm_training_reduces_loss_and_mmd_generator_learns():
     net = density.EnergyNet(hidden=32, depth=2)
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
     sig = density.noise_levels(1.0, 0.05, 5)
-    first = [float(density.dsm_loss(net, x, sig, generator=torch.Generator().manual_seed(9)))]
+    first = [float(density.dsm_loss(net, x, sig, generator=torch.Generator().manual_seed(9)).detach())]
     for _ in range(150):
         loss = density.dsm_loss(net, x[torch.randint(512, (128,), generator=g)], sig, generator=g)
         opt.zero_grad(); loss.backward(); opt.step()
-    after = float(density.dsm_loss(net, x, sig, generator=torch.Generator().manual_seed(9)))
+    after = float(density.dsm_loss(net, x, sig, generator=torch.Generator().manual_seed(9)).detach())
     assert after < 0.9 * first[0]
 
     gen = density.Generator2d(z_dim=2, hidden=32, depth=2)

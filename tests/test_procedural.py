@@ -179,3 +179,24 @@ def test_plant_bad_rolls():
         P.grow_plant([[1, 2, 3]])
     with pytest.raises(ValueError, match="1..6"):
         P.grow_plant([[7, 1, 1, 1, 1]])
+
+
+def test_draw_plant_draws_every_segment_and_marker():
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection
+    p = P.grow_plant([[2, 2, 4, 4, 6], [6, 6, 6, 6, 6], [1, 2, 3, 4, 6]], max_depth=3)
+    ax = P.draw_plant(p, title="t")
+    lines = [c for c in ax.collections if isinstance(c, LineCollection)]
+    assert len(lines) == 1 and len(lines[0].get_segments()) == len(p["segments"]) == 3
+    assert len(p["flowers"]) == 1 and len(p["leaves"]) == 1
+    assert ax.get_title() == "t"
+    plt.close("all")
+
+
+def test_roll_dice_faces_and_shape():
+    r = P.roll_dice(5000, dice=3, generator=torch.Generator().manual_seed(0))
+    assert r.shape == (5000, 3) and r.min() == 1 and r.max() == 6
+    counts = torch.bincount(r.flatten(), minlength=7)[1:].float() / r.numel()
+    assert (counts - 1 / 6).abs().max() < 0.02
+    with pytest.raises(ValueError):
+        P.roll_dice(0)
