@@ -182,3 +182,30 @@ class UNet(nn.Module):
                 h = F.interpolate(h, scale_factor=2, mode="nearest")
             h = block(torch.cat([h, skips.pop()], 1), e)
         return self.out(F.silu(self.out_norm(h)))                  # (N, C, H, W)
+
+
+class EMA:
+    """Exponential moving average of a model's weights, the usual way to get clean diffusion samples.
+
+    ``ema = EMA(model, decay)``; call ``ema.update(model)`` after every optimiser step;
+    ``ema.model`` is a frozen copy whose parameters follow ``p_ema <- d p_ema + (1 - d) p`` with
+    the warm-up ``d = min(decay, (1 + n) / (10 + n))`` after ``n`` updates (early weights are
+    forgotten quickly). Sample from ``ema.model``.
+    """
+
+    def __init__(self, model: nn.Module, decay: float = 0.995):
+        import copy
+
+        if not 0 < decay < 1:
+            raise ValueError(f"decay must lie in (0, 1), got {decay}")
+        self.decay, self.n = float(decay), 0
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        d = min(self.decay, (1 + self.n) / (10 + self.n))
+        for pe, p in zip(self.model.parameters(), model.parameters()):
+            pe.lerp_(p.detach(), 1 - d)
+        for be, b in zip(self.model.buffers(), model.buffers()):
+            be.copy_(b)
+        self.n += 1

@@ -88,3 +88,19 @@ def test_unet_bad_inputs():
         net(torch.zeros(2, 1, 18, 18), torch.tensor([1, 2]))
     with pytest.raises(ValueError, match=r"\(2\)"):
         net(torch.zeros(2, 1, 16, 16), torch.tensor([1, 2, 3]))
+
+
+def test_ema_follows_the_running_average():
+    net = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.constant_(net.weight, 0.0)
+    ema = nets.EMA(net, decay=0.5)
+    w = 0.0
+    for n, target in enumerate([1.0, 2.0, 3.0, 4.0]):
+        torch.nn.init.constant_(net.weight, target)
+        ema.update(net)
+        d = min(0.5, (1 + n) / (10 + n))          # warm-up, then the fixed decay
+        w = d * w + (1 - d) * target
+    assert math.isclose(float(ema.model.weight), w, rel_tol=1e-6)
+    assert not ema.model.weight.requires_grad
+    with pytest.raises(ValueError, match="decay"):
+        nets.EMA(net, decay=1.0)
