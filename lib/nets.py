@@ -1,0 +1,211 @@
+"""Shared network building blocks (introduced in chapter 5; reused by chapters 9 and 10).
+
+* :func:`sinusoidal_embedding` -- a time step ``t`` as a vector of sines and cosines;
+* :class:`MLPDenoiser` -- predicts the noise of 2-D points ``(N, D)`` at step ``t``;
+* :class:`UNet` -- a small U-Net for images ``(N, C, 16, 16)`` or ``(N, C, 32, 32)`` with a
+  time embedding and an optional condition (a class label or a vector, e.g. a text embedding),
+  in the spirit of Ho et al.'s (2020) PixelCNN++-style U-Net, scaled down to run on a CPU.
+
+Every network takes ``(x, t)`` or ``(x, t, y)`` and returns a tensor shaped like ``x``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import checks
+
+
+def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Transformer-style embedding of time steps ``t (N,)`` (ints or floats) -> ``(N, dim)``.
+
+    Entry ``k < dim/2`` is ``cos(t * f_k)`` and entry ``dim/2 + k`` is ``sin(t * f_k)``, with
+    frequencies ``f_k = max_period^(-k / (dim/2))`` from 1 down to about ``1 / max_period``:
+    nearby steps get similar vectors, distant steps nearly orthogonal ones. ``dim`` must be even.
+    """
+    checks.tensor(t, "t")
+    checks.positive_int(dim, "dim")
+    if dim % 2:
+        raise ValueError(f"dim must be even, got {dim}")
+    if t.dim() != 1:
+        raise ValueError(f"t must have shape (N,), got {tuple(t.shape)}")
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = t.float()[:, None] * freqs[None]                     # (N, dim/2)
+    return torch.cat([torch.cos(args), torch.sin(args)], 1)      # (N, dim)
+
+
+class MLPDenoiser(nn.Module):
+    """Noise predictor for points: ``forward(x (N, D), t (N,)) -> eps_hat (N, D)``.
+
+    The time embedding (sinusoidal, then a linear layer) is added to every hidden layer,
+    so each layer can behave differently at each noise level.
+    """
+
+    def __init__(self, dim: int = 2, hidden: int = 128, layers: int = 3, t_dim: int = 32):
+        super().__init__()
+        checks.positive_int(dim, "dim"); checks.positive_int(hidden, "hidden"); checks.positive_int(layers, "layers")
+        self.dim, self.t_dim = dim, t_dim
+        self.inp = nn.Linear(dim, hidden)
+        self.t_proj = nn.ModuleList(nn.Linear(t_dim, hidden) for _ in range(layers))
+        self.hidden = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(layers))
+        self.out = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        checks.shape(x, (None, self.dim), "x")
+        emb = sinusoidal_embedding(t, self.t_dim)                 # (N, t_dim)
+        h = self.inp(x)                                           # (N, hidden)
+        for lin, tp in zip(self.hidden, self.t_proj):
+            h = lin(F.silu(h + tp(emb)))
+        return self.out(F.silu(h))                                # (N, dim)
+
+
+class ResBlock(nn.Module):
+    """Two 3x3 convolutions with GroupNorm + SiLU and a residual path; the embedding
+    ``emb (N, E)`` is projected and added as a per-channel bias between them.
+    ``forward(x (N, c_in, H, W), emb) -> (N, c_out, H, W)``."""
+
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, groups: int = 8):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(min(groups, c_in), c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.emb = nn.Linear(emb_dim, c_out)
+        self.norm2 = nn.GroupNorm(min(groups, c_out), c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = h + self.emb(emb)[:, :, None, None]
+        h = self.conv2(F.silu(self.norm2(h)))
+        return h + self.skip(x)
+
+
+class UNet(nn.Module):
+    """A small U-Net noise predictor: ``forward(x (N, C, H, W), t (N,), y=None) -> (N, C, H, W)``.
+
+    ``H = W`` must be divisible by ``2 ** (len(mults) - 1)`` (16 and 32 work with the defaults).
+    Each resolution has one :class:`ResBlock` on the way down and one on the way up (which also
+    reads the skip connection); the channel width at level ``i`` is ``base * mults[i]``.
+
+    Conditioning (optional, for chapter 9's guided models): ``num_classes`` adds a label
+    embedding (``y`` a long tensor ``(N,)`` in ``0 .. num_classes - 1``), ``cond_dim`` a linear
+    map of a condition vector (``y`` float ``(N, cond_dim)``). Either is added to the time
+    embedding. ``y=None`` means "no condition" (a learned null embedding for labels, zero for
+    vectors), which is what classifier-free guidance needs; ``p_uncond`` during training is the
+    caller's job (replace some ``y`` by ``None`` rows via :meth:`drop_condition`).
+    """
+
+    def __init__(self, in_ch: int = 1, base: int = 32, mults: tuple = (1, 2, 2), t_dim: int = 64,
+                 num_classes: int | None = None, cond_dim: int | None = None):
+        super().__init__()
+        checks.positive_int(in_ch, "in_ch"); checks.positive_int(base, "base")
+        if num_classes is not None and cond_dim is not None:
+            raise ValueError("give num_classes (labels) or cond_dim (vectors), not both")
+        self.in_ch, self.t_dim, self.levels = in_ch, t_dim, len(mults)
+        self.num_classes, self.cond_dim = num_classes, cond_dim
+        emb = 4 * base
+        self.t_mlp = nn.Sequential(nn.Linear(t_dim, emb), nn.SiLU(), nn.Linear(emb, emb))
+        if num_classes is not None:
+            checks.positive_int(num_classes, "num_classes")
+            self.label_emb = nn.Embedding(num_classes + 1, emb)       # index num_classes = "no label"
+        if cond_dim is not None:
+            checks.positive_int(cond_dim, "cond_dim")
+            self.cond_proj = nn.Linear(cond_dim, emb)
+        widths = [base * m for m in mults]
+        self.inp = nn.Conv2d(in_ch, widths[0], 3, padding=1)
+        self.down = nn.ModuleList()
+        c = widths[0]
+        for w in widths:
+            self.down.append(ResBlock(c, w, emb))
+            c = w
+        self.mid = ResBlock(c, c, emb)
+        self.up = nn.ModuleList()
+        for w in reversed(widths):
+            self.up.append(ResBlock(c + w, w, emb))
+            c = w
+        self.out_norm = nn.GroupNorm(min(8, c), c)
+        self.out = nn.Conv2d(c, in_ch, 3, padding=1)
+        nn.init.zeros_(self.out.weight); nn.init.zeros_(self.out.bias)  # start by predicting eps = 0
+
+    def embed(self, t: torch.Tensor, y=None) -> torch.Tensor:
+        """Time (+ condition) embedding ``(N, 4 * base)``."""
+        e = self.t_mlp(sinusoidal_embedding(t, self.t_dim))
+        if self.num_classes is not None:
+            if y is None:
+                y = torch.full((len(t),), self.num_classes, dtype=torch.long, device=t.device)
+            checks.tensor(y, "y")
+            if y.dtype != torch.long or y.shape != (len(t),):
+                raise ValueError(f"y must be a long tensor of labels ({len(t)},), got {y.dtype} {tuple(y.shape)}")
+            if len(y) and (y.min() < 0 or y.max() > self.num_classes):
+                raise ValueError(f"labels must lie in 0 .. {self.num_classes - 1} (or {self.num_classes} = none)")
+            e = e + self.label_emb(y)
+        elif self.cond_dim is not None:
+            if y is not None:
+                checks.shape(y, (len(t), self.cond_dim), "y")
+                e = e + self.cond_proj(y.float())
+        elif y is not None:
+            raise ValueError("this UNet was built without num_classes/cond_dim; it takes no condition y")
+        return e
+
+    def drop_condition(self, y: torch.Tensor, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
+        """For classifier-free guidance training: replace each label by "no label" with probability ``p``
+        (label models only; for vector conditions, zero rows instead)."""
+        checks.probability(p, "p")
+        drop = torch.rand(len(y), generator=generator).to(y.device) < p
+        if self.num_classes is not None:
+            return torch.where(drop, torch.full_like(y, self.num_classes), y)
+        return y * (~drop).to(y.dtype).reshape(-1, *([1] * (y.dim() - 1)))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y=None) -> torch.Tensor:
+        checks.tensor(x, "x")
+        if x.dim() != 4 or x.shape[1] != self.in_ch:
+            raise ValueError(f"x must have shape (N, {self.in_ch}, H, W), got {tuple(x.shape)}")
+        f = 2 ** (self.levels - 1)
+        if x.shape[2] % f or x.shape[3] % f:
+            raise ValueError(f"H and W must be divisible by {f}, got {tuple(x.shape[2:])}")
+        checks.shape(t, (len(x),), "t")
+        e = self.embed(t, y)                                       # (N, E)
+        h = self.inp(x)                                            # (N, base*m0, H, W)
+        skips = []
+        for i, block in enumerate(self.down):
+            h = block(h, e)
+            skips.append(h)
+            if i < self.levels - 1:
+                h = F.avg_pool2d(h, 2)                             # halve H, W
+        h = self.mid(h, e)
+        for i, block in enumerate(self.up):
+            if i > 0:
+                h = F.interpolate(h, scale_factor=2, mode="nearest")
+            h = block(torch.cat([h, skips.pop()], 1), e)
+        return self.out(F.silu(self.out_norm(h)))                  # (N, C, H, W)
+
+
+class EMA:
+    """Exponential moving average of a model's weights, the usual way to get clean diffusion samples.
+
+    ``ema = EMA(model, decay)``; call ``ema.update(model)`` after every optimiser step;
+    ``ema.model`` is a frozen copy whose parameters follow ``p_ema <- d p_ema + (1 - d) p`` with
+    the warm-up ``d = min(decay, (1 + n) / (10 + n))`` after ``n`` updates (early weights are
+    forgotten quickly). Sample from ``ema.model``.
+    """
+
+    def __init__(self, model: nn.Module, decay: float = 0.995):
+        import copy
+
+        if not 0 < decay < 1:
+            raise ValueError(f"decay must lie in (0, 1), got {decay}")
+        self.decay, self.n = float(decay), 0
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        d = min(self.decay, (1 + self.n) / (10 + self.n))
+        for pe, p in zip(self.model.parameters(), model.parameters()):
+            pe.lerp_(p.detach(), 1 - d)
+        for be, b in zip(self.model.buffers(), model.buffers()):
+            be.copy_(b)
+        self.n += 1
