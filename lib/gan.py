@@ -207,16 +207,26 @@ class DCGenerator(nn.Module):
     All convolutional (no fully connected layer), batch norm + ReLU, tanh output:
     ``z`` as ``(N, z_dim, 1, 1)`` -> ConvT 4x4 -> ``(N, 4ch, 4, 4)`` -> ConvT /2 -> ``(N, 2ch, 8, 8)``
     -> ConvT /2 -> ``(N, ch, 16, 16)`` -> 3x3 conv -> ``(N, 1, 16, 16)``.
+
+    With ``smooth=True`` the generator draws an 8x8 image and its last layer is a *fixed*
+    bilinear 2x upsampling to 16x16 -- exactly how ``lib.data.digits`` makes its 16x16 digits
+    from scikit-learn's 8x8 ones, so the generator cannot add pixel noise that real digits
+    never have: ``... -> (N, 2ch, 8, 8)`` -> two 3x3 convs -> ``(N, 1, 8, 8)`` -> upsample.
     """
 
-    def __init__(self, z_dim: int = 32, ch: int = 32, out_channels: int = 1):
+    def __init__(self, z_dim: int = 32, ch: int = 32, out_channels: int = 1, smooth: bool = False):
         super().__init__()
         self.z_dim = checks.positive_int(z_dim, "z_dim")
-        self.net = nn.Sequential(
-            nn.ConvTranspose2d(z_dim, 4 * ch, 4, 1, 0, bias=False), nn.BatchNorm2d(4 * ch), nn.ReLU(),   # 4x4
-            nn.ConvTranspose2d(4 * ch, 2 * ch, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * ch), nn.ReLU(),  # 8x8
-            nn.ConvTranspose2d(2 * ch, ch, 4, 2, 1, bias=False), nn.BatchNorm2d(ch), nn.ReLU(),          # 16x16
-            nn.Conv2d(ch, out_channels, 3, 1, 1), nn.Tanh())
+        head = [nn.ConvTranspose2d(z_dim, 4 * ch, 4, 1, 0, bias=False), nn.BatchNorm2d(4 * ch), nn.ReLU(),   # 4x4
+                nn.ConvTranspose2d(4 * ch, 2 * ch, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * ch), nn.ReLU()]  # 8x8
+        if smooth:
+            tail = [nn.Conv2d(2 * ch, ch, 3, 1, 1, bias=False), nn.BatchNorm2d(ch), nn.ReLU(),
+                    nn.Conv2d(ch, out_channels, 3, 1, 1), nn.Tanh(),
+                    nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)]                      # 16x16
+        else:
+            tail = [nn.ConvTranspose2d(2 * ch, ch, 4, 2, 1, bias=False), nn.BatchNorm2d(ch), nn.ReLU(),      # 16x16
+                    nn.Conv2d(ch, out_channels, 3, 1, 1), nn.Tanh()]
+        self.net = nn.Sequential(*head, *tail)
         self.apply(dcgan_init)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -405,12 +415,13 @@ def project(G: nn.Module, x: torch.Tensor, steps: int = 200, lr: float = 0.05, z
     opt = torch.optim.Adam([z], lr=lr)
     losses = []
     try:
-        for _ in range(steps):
-            per_image = ((G(z) - x) ** 2).flatten(1).mean(1)
-            if lam > 0:
-                per_image = per_image + lam * ((z - z_anchor) ** 2).mean(1)
-            losses.append(float(per_image.detach().mean()))
-            opt.zero_grad(); per_image.sum().backward(); opt.step()
+        with torch.enable_grad():  # works even when called under torch.no_grad()
+            for _ in range(steps):
+                per_image = ((G(z) - x) ** 2).flatten(1).mean(1)
+                if lam > 0:
+                    per_image = per_image + lam * ((z - z_anchor) ** 2).mean(1)
+                losses.append(float(per_image.detach().mean()))
+                opt.zero_grad(); per_image.sum().backward(); opt.step()
     finally:
         for p in G.parameters():
             p.requires_grad_(True)
