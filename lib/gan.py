@@ -1,4 +1,4 @@
-"""Generative adversarial networks (introduced in chapter 6; chapter 8 reuses the losses).
+"""Generative adversarial networks (introduced in chapter 6).
 
 Read top to bottom:
 
