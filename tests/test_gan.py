@@ -342,3 +342,15 @@ def test_mlp_discriminator_scale_multiplies_the_input():
     assert torch.allclose(d10(x), d1(10 * x))
     with pytest.raises(ValueError, match="scale"):
         gan.MLPDiscriminator(2, 8, 1, scale=0.0)
+
+
+def test_smooth_generator_outputs_bilinear_upsamplings_of_8x8_images():
+    # like lib.data.digits, every image is a linear function of 64 pixels: rank <= 64
+    torch.manual_seed(0)
+    G = gan.DCGenerator(z_dim=8, ch=4, smooth=True).eval()
+    with torch.no_grad():
+        x = G(torch.randn(200, 8))
+    assert x.shape == (200, 1, 16, 16) and x.abs().max() <= 1
+    assert torch.linalg.matrix_rank(x.flatten(1).double(), rtol=1e-4).item() <= 64
+    real, _ = data.digits("train")
+    assert torch.linalg.matrix_rank(real[:300].flatten(1).double(), rtol=1e-4).item() <= 64
