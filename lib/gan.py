@@ -390,7 +390,9 @@ def project(G: nn.Module, x: torch.Tensor, steps: int = 200, lr: float = 0.05, z
     ``w* = argmin_w ||x - G(w)||^2 / P + lam * ||w - E(x)||^2 / z_dim`` per image (``P`` pixels),
 
     the slide's ``L_img + lam L_latent`` with ``E(x) = z_anchor``. ``x (N, C, H, W)`` in ``[-1, 1]``;
-    ``z_init (N, z_dim)`` defaults to zeros (the prior's mode), or the encoder's guess for the hybrid.
+    ``z_init (N, z_dim)`` is the encoder's guess for the hybrid; by default a seeded draw from the
+    prior ``N(0, I)`` -- not ``w = 0``: near the origin a trained DCGAN draws a blank image whose
+    tanh output is saturated at -1, and the gradient vanishes there.
     ``G`` is put in eval mode (batch-norm statistics fixed, so images are inverted independently).
     Returns ``(z (N, z_dim), losses)`` with the mean objective before each of the ``steps`` steps.
     """
@@ -401,7 +403,10 @@ def project(G: nn.Module, x: torch.Tensor, steps: int = 200, lr: float = 0.05, z
     z_dim = G.z_dim
     dev = next(G.parameters()).device
     x = x.to(dev)
-    z = torch.zeros(len(x), z_dim, device=dev) if z_init is None else _check_latent(z_init, z_dim).detach().to(dev).clone()
+    if z_init is None:  # a draw from the prior, seeded (not w = 0: see the docstring)
+        z = torch.randn(len(x), z_dim, generator=torch.Generator().manual_seed(0)).to(dev)
+    else:
+        z = _check_latent(z_init, z_dim).detach().to(dev).clone()
     if len(z) != len(x):
         raise ValueError(f"z_init must have one row per image, got {len(z)} rows for {len(x)} images")
     if lam > 0:
