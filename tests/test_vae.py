@@ -1,0 +1,297 @@
+"""Tests of lib/vae.py: KL, reparameterisation, ELBO/IWAE, vector quantisation, priors, bad inputs.
+
+Expected values come from formulas and independent computations (Monte Carlo with
+torch.distributions, brute-force loops, hand-derived gradients), never from the code's output.
+"""
+import math
+
+import pytest
+import torch
+
+from lib import data, vae
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+# --- Gaussian KL and the reparameterisation trick ---------------------------------------------
+
+def test_gaussian_kl_matches_monte_carlo():
+    g = gen(1)
+    mu = torch.randn(5, 3, generator=g, dtype=torch.float64)
+    logvar = torch.randn(5, 3, generator=g, dtype=torch.float64) * 0.5
+    q = torch.distributions.Normal(mu, (0.5 * logvar).exp())
+    p = torch.distributions.Normal(torch.zeros_like(mu), torch.ones_like(mu))
+    z = q.sample((200_000,))                                    # (S, 5, 3)
+    mc = (q.log_prob(z) - p.log_prob(z)).sum(-1).mean(0)        # (5,)
+    closed = vae.gaussian_kl(mu, logvar)
+    assert closed.shape == (5,)
+    assert torch.allclose(closed, mc, atol=0.03, rtol=0.02)
+    # and it agrees with torch's own closed form
+    assert torch.allclose(closed, torch.distributions.kl_divergence(q, p).sum(-1), atol=1e-10)
+
+
+def test_gaussian_kl_is_zero_only_at_the_prior():
+    assert vae.gaussian_kl(torch.zeros(4, 2), torch.zeros(4, 2)).abs().max() < 1e-7
+    assert (vae.gaussian_kl(torch.tensor([[0.1, 0.0]]), torch.tensor([[0.0, -0.2]])) > 0).all()
+
+
+def test_reparameterized_sample_has_the_right_mean_and_variance():
+    mu = torch.tensor([1.5, -2.0, 0.0], dtype=torch.float64).expand(100_000, 3)
+    logvar = torch.tensor([0.0, math.log(4.0), math.log(0.01)], dtype=torch.float64).expand(100_000, 3)
+    z = vae.reparameterize(mu, logvar, generator=gen(2))
+    assert torch.allclose(z.mean(0), torch.tensor([1.5, -2.0, 0.0], dtype=torch.float64), atol=0.03)
+    assert torch.allclose(z.var(0), torch.tensor([1.0, 4.0, 0.01], dtype=torch.float64), rtol=0.03)
+
+
+def test_reparameterized_sample_carries_gradients_to_mu_and_logvar():
+    mu = torch.tensor([0.3, -1.0], requires_grad=True)
+    logvar = torch.tensor([0.2, -0.4], requires_grad=True)
+    z = vae.reparameterize(mu, logvar, generator=gen(3))
+    eps = torch.randn(2, generator=gen(3))                      # the same noise, drawn again
+    z.sum().backward()
+    assert torch.allclose(mu.grad, torch.ones(2))               # dz/dmu = 1
+    expected = 0.5 * torch.exp(0.5 * logvar.detach()) * eps     # dz/dlogvar = sigma * eps / 2
+    assert torch.allclose(logvar.grad, expected, atol=1e-6)
+    assert logvar.grad.abs().min() > 0
+
+
+# --- the VAE: ELBO and IWAE -------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_vae_and_data():
+    torch.manual_seed(0)
+    m = vae.VAE(latent_dim=2, hidden=32, likelihood="bernoulli", image_size=8).double()
+    x = data.binarize(data.digits("test", size=8)[0][:6]).double()
+    return m, x
+
+
+def test_elbo_parts_and_shapes(small_vae_and_data):
+    m, x = small_vae_and_data
+    out = m.elbo(x, generator=gen(0))
+    assert out["elbo"].shape == out["rec"].shape == out["kl"].shape == (6,)
+    assert torch.allclose(out["elbo"], out["rec"] - out["kl"])
+    assert (out["rec"] <= 0).all()                               # Bernoulli: a log probability
+    assert torch.allclose(out["loss"], (-out["rec"] + out["kl"]).mean())
+    assert torch.allclose(m.elbo(x, beta=3.0, generator=gen(0))["loss"], (-out["rec"] + 3 * out["kl"]).mean())
+
+
+def test_bernoulli_log_likelihood_by_hand():
+    m = vae.VAE(latent_dim=2, hidden=8, image_size=8)
+    x = torch.zeros(1, 1, 8, 8); x[0, 0, 0, :3] = 1
+    logits = torch.zeros(1, 1, 8, 8)                             # p = 1/2 everywhere
+    assert torch.allclose(m.log_likelihood(x, logits), torch.tensor([64 * math.log(0.5)]))
+
+
+def test_gaussian_log_likelihood_by_hand():
+    m = vae.VAE(latent_dim=2, hidden=8, image_size=8, likelihood="gaussian", sigma=0.5)
+    x = torch.zeros(1, 1, 8, 8); mean = torch.full((1, 1, 8, 8), 0.25)
+    expected = sum(math.log(1 / (0.5 * math.sqrt(2 * math.pi))) - 0.25 ** 2 / (2 * 0.25) for _ in range(64))
+    assert torch.allclose(m.log_likelihood(x, mean), torch.tensor([expected]), atol=1e-5)
+
+
+def test_iwae_k1_equals_elbo_in_expectation(small_vae_and_data):
+    m, x = small_vae_and_data
+    with torch.no_grad():
+        # the ELBO with the exact KL; one-sample estimates of it from iwae(k=1)
+        mu, logvar = m.encode(x)
+        z = vae.reparameterize(mu.expand(20_000, *mu.shape), logvar.expand(20_000, *mu.shape), generator=gen(5))
+        exact_elbo = m.log_likelihood(x, m.decode(z)).mean(0) - vae.gaussian_kl(mu, logvar)
+        iw1 = torch.stack([m.iwae(x, k=1, generator=gen(100 + s)) for s in range(4000)])  # (S, N)
+    se = iw1.std(0) / math.sqrt(len(iw1))
+    assert ((iw1.mean(0) - exact_elbo).abs() < 4 * se + 0.02).all()
+
+
+def test_iwae_is_non_decreasing_in_k(small_vae_and_data):
+    m, x = small_vae_and_data
+    means, ses = [], []
+    with torch.no_grad():
+        for k in (1, 4, 16, 64):
+            r = torch.stack([m.iwae(x, k=k, generator=gen(1000 * k + s)).mean() for s in range(300)])
+            means.append(r.mean()); ses.append(r.std() / math.sqrt(len(r)))
+    for a, b, sa, sb in zip(means[:-1], means[1:], ses[:-1], ses[1:]):
+        assert b > a - 3 * math.sqrt(sa ** 2 + sb ** 2)
+    assert means[-1] > means[0]                                  # strictly tighter overall
+
+
+def test_vae_sample_and_decode_shapes():
+    m = vae.VAE(latent_dim=3, hidden=16, likelihood="gaussian")
+    s = m.sample(5, generator=gen(0))
+    assert s.shape == (5, 1, 16, 16) and s.min() >= -1 and s.max() <= 1
+    assert m.decode(torch.zeros(2, 4, 3)).shape == (2, 4, 1, 16, 16)
+
+
+def test_autoencoder_losses():
+    torch.manual_seed(0)
+    ae = vae.Autoencoder(code_dim=2, hidden=16, image_size=8)
+    x = data.digits("test", size=8)[0][:4]
+    recon, z = ae(x)
+    assert recon.shape == x.shape and z.shape == (4, 2)
+    assert torch.allclose(vae.autoencoder_loss(ae, x), ((recon - x) ** 2).sum((1, 2, 3)).mean())
+    # no noise, no code penalty: the slide's objective is the classical one
+    assert torch.allclose(vae.noisy_autoencoder_loss(ae, x, noise_std=0.0, code_weight=0.0),
+                          vae.autoencoder_loss(ae, x))
+    # no noise: the code penalty adds exactly ||E(x)||^2
+    assert torch.allclose(vae.noisy_autoencoder_loss(ae, x, noise_std=0.0, code_weight=1.0),
+                          vae.autoencoder_loss(ae, x) + (z ** 2).sum(1).mean())
+
+
+# --- vector quantisation ----------------------------------------------------------------------
+
+def test_vq_returns_the_nearest_code():
+    torch.manual_seed(0)
+    vq = vae.VectorQuantizer(num_codes=7, code_dim=3)
+    vq.codebook.data = torch.randn(7, 3)
+    z_e = torch.randn(2, 3, 4, 5)
+    idx = vq.nearest(z_e)
+    assert idx.shape == (2, 4, 5) and idx.dtype == torch.int64
+    for n in range(2):
+        for i in range(4):
+            for j in range(5):
+                d = [float(((z_e[n, :, i, j] - vq.codebook[k].detach()) ** 2).sum()) for k in range(7)]
+                assert int(idx[n, i, j]) == min(range(7), key=d.__getitem__)
+    z_st, idx2, _ = vq(z_e)
+    assert torch.equal(idx, idx2)
+    assert torch.allclose(z_st, vq.codebook[idx].permute(0, 3, 1, 2))  # forward value is the code
+
+
+def test_straight_through_passes_gradients_unchanged():
+    z_e = torch.randn(2, 3, 2, 2, requires_grad=True)
+    vq = vae.VectorQuantizer(num_codes=4, code_dim=3)
+    z_st, _, _ = vq(z_e)
+    w = torch.randn_like(z_st)
+    (w * z_st).sum().backward()
+    assert torch.allclose(z_e.grad, w)
+    assert vq.codebook.grad is None or vq.codebook.grad.abs().max() == 0  # only the codebook loss moves codes
+
+
+def test_vq_losses_by_hand():
+    vq = vae.VectorQuantizer(num_codes=2, code_dim=1, beta=0.25)
+    vq.codebook.data = torch.tensor([[0.0], [1.0]])
+    z_e = torch.tensor([0.2, 0.9]).view(1, 1, 1, 2).requires_grad_()
+    _, idx, losses = vq(z_e)
+    assert idx.tolist() == [[[0, 1]]]
+    expected = (0.2 ** 2 + 0.1 ** 2) / 2
+    assert math.isclose(float(losses["codebook"]), expected, rel_tol=1e-5)
+    assert math.isclose(float(losses["commitment"]), expected, rel_tol=1e-5)
+    losses["codebook"].backward()
+    # d/de_k of mean (z - e_k)^2 over 2 cells = -(z - e_k)
+    assert torch.allclose(vq.codebook.grad, torch.tensor([[-0.2], [0.1]]), atol=1e-6)
+
+
+def test_perplexity_one_code_and_uniform_use():
+    assert math.isclose(vae.perplexity(torch.full((10, 4, 4), 3), 8), 1.0)
+    assert math.isclose(vae.perplexity(torch.arange(8).repeat(5), 8), 8.0, rel_tol=1e-9)
+    # two codes used 3:1 -> exp(H) with H = -(.75 log .75 + .25 log .25)
+    h = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    assert math.isclose(vae.perplexity(torch.tensor([0, 0, 0, 5]), 6), math.exp(h), rel_tol=1e-9)
+
+
+def test_dead_code_reset_moves_only_dead_codes_onto_encoder_outputs():
+    vq = vae.VectorQuantizer(num_codes=4, code_dim=2)
+    vq.codebook.data = torch.tensor([[0.0, 0.0], [1.0, 1.0], [50.0, 50.0], [-50.0, 50.0]])
+    z_e = torch.tensor([[0.1, 0.0], [0.9, 1.1], [1.2, 0.8]]).T.reshape(1, 2, 1, 3)
+    counts = torch.bincount(vq.nearest(z_e).flatten(), minlength=4)
+    assert counts.tolist() == [1, 2, 0, 0]
+    before = vq.codebook.data.clone()
+    assert vq.reset_dead_codes(z_e, counts, generator=gen(0)) == 2
+    assert torch.equal(vq.codebook.data[:2], before[:2])
+    outs = z_e.permute(0, 2, 3, 1).reshape(-1, 2)
+    for k in (2, 3):
+        assert torch.cdist(vq.codebook.data[k:k + 1], outs).min() < 0.01
+
+
+def test_vqvae_forward_and_decode():
+    torch.manual_seed(0)
+    m = vae.VQVAE(num_codes=8, code_dim=4, channels=8)
+    x = data.digits("test")[0][:3]
+    recon, idx, losses = m(x)
+    assert recon.shape == x.shape and idx.shape == (3, 4, 4)
+    assert torch.allclose(losses["loss"], losses["recon"] + losses["codebook"] + 0.25 * losses["commitment"])
+    assert torch.allclose(m.decode_indices(idx), recon, atol=1e-5)
+    assert torch.equal(m.codes(x), idx)
+
+
+# --- priors over the code grid ----------------------------------------------------------------
+
+def test_positional_categorical_by_hand():
+    idx = torch.tensor([[[0, 1]], [[0, 2]], [[0, 1]]])            # (3, 1, 2), K = 3
+    prior = vae.PositionalCategorical(3, alpha=1.0).fit(idx)
+    # cell 0: counts (3,0,0)+1 -> 4/6; cell 1: counts (0,2,1)+1 -> 3/6 for code 1
+    assert torch.allclose(prior.log_prob(torch.tensor([[[0, 1]]])), torch.tensor([math.log(4 / 6) + math.log(3 / 6)]))
+    s = prior.sample(2000, generator=gen(0))
+    assert s.shape == (2000, 1, 2)
+    assert abs(float((s[:, 0, 0] == 0).float().mean()) - 4 / 6) < 0.04
+
+
+def test_code_prior_is_a_normalised_autoregressive_model():
+    torch.manual_seed(0)
+    prior = vae.CodePrior(num_codes=3, grid=(1, 3), embed=8, hidden=8)
+    # summing p(c) over all 27 grids gives 1
+    grids = torch.cartesian_prod(*[torch.arange(3)] * 3).view(27, 1, 3)
+    with torch.no_grad():
+        assert math.isclose(float(prior.log_prob(grids).exp().sum()), 1.0, rel_tol=1e-5)
+        # the first logit cannot depend on the codes (causality)
+        l1, l2 = prior(torch.tensor([[[0, 0, 0]]])), prior(torch.tensor([[[2, 1, 0]]]))
+    assert torch.allclose(l1[:, 0], l2[:, 0])
+    assert prior.sample(4, generator=gen(0)).shape == (4, 1, 3)
+
+
+def test_code_prior_learns_a_deterministic_sequence():
+    torch.manual_seed(0)
+    prior = vae.CodePrior(num_codes=4, grid=(2, 2), embed=16, hidden=32)
+    idx = torch.tensor([[[1, 3], [0, 2]]]).repeat(16, 1, 1)
+    opt = torch.optim.Adam(prior.parameters(), lr=3e-2)
+    for _ in range(80):
+        loss = -prior.log_prob(idx).mean()
+        opt.zero_grad(); loss.backward(); opt.step()
+    assert float(loss) < 0.1
+    assert torch.equal(prior.sample(5, generator=gen(1)), idx[:5])
+
+
+# --- bad inputs -------------------------------------------------------------------------------
+
+def test_bad_inputs_raise_clear_errors():
+    m = vae.VAE(latent_dim=2, hidden=8)
+    grey = data.digits("test")[0][:2]
+    with pytest.raises(ValueError, match="binar"):
+        m.elbo(grey)                                             # Bernoulli VAE needs {0, 1} pixels
+    with pytest.raises(ValueError, match="shape"):
+        m.encode(torch.zeros(2, 256))
+    with pytest.raises(ValueError, match=r"\[-1"):
+        vae.VAE(likelihood="gaussian").encode(grey * 255)
+    with pytest.raises(ValueError, match="likelihood"):
+        vae.VAE(likelihood="poisson")
+    with pytest.raises(ValueError, match="sigma"):
+        vae.VAE(likelihood="gaussian", sigma=0)
+    with pytest.raises(ValueError):
+        m.iwae(data.binarize(grey), k=0)
+    with pytest.raises(TypeError):
+        m.iwae(data.binarize(grey), k=2.5)
+    with pytest.raises(ValueError, match="beta"):
+        m.elbo(data.binarize(grey), beta=-1)
+    with pytest.raises(ValueError, match=r"\(\.\.\., 2\)"):
+        m.decode(torch.zeros(3, 5))
+    with pytest.raises(ValueError, match="same shape"):
+        vae.gaussian_kl(torch.zeros(3, 2), torch.zeros(3, 4))
+    with pytest.raises(TypeError):
+        vae.reparameterize([0.0], torch.zeros(1))
+    with pytest.raises(ValueError, match="code_dim|shape"):
+        vae.VectorQuantizer(8, 4).nearest(torch.zeros(1, 3, 2, 2))
+    with pytest.raises(ValueError, match="same shape"):
+        vae.straight_through(torch.zeros(2, 3), torch.zeros(3, 2))
+    with pytest.raises(ValueError, match=r"\[0, 4\)"):
+        vae.perplexity(torch.tensor([0, 4]), 4)
+    with pytest.raises(TypeError, match="integer"):
+        vae.perplexity(torch.tensor([0.0, 1.0]), 4)
+    with pytest.raises(ValueError, match="empty"):
+        vae.perplexity(torch.tensor([], dtype=torch.long), 4)
+    with pytest.raises(ValueError, match="noise_std"):
+        vae.noisy_autoencoder_loss(vae.Autoencoder(), grey, noise_std=-1)
+    with pytest.raises(ValueError, match="fit"):
+        vae.PositionalCategorical(4).sample(2)
+    with pytest.raises(ValueError, match="shape"):
+        vae.CodePrior(4)(torch.zeros(2, 3, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="shape"):
+        vae.VectorQuantizer(4, 2).reset_dead_codes(torch.zeros(1, 2, 1, 1), torch.zeros(3))
