@@ -172,18 +172,19 @@ def inverse_crf(z: torch.Tensor, gamma: float = 2.2) -> torch.Tensor:
 
 
 def synthetic_radiance(x: torch.Tensor, stops: float = 6.0, gamma: float = 2.2) -> torch.Tensor:
-    """A linear HDR scene ``(N, C, H, W)`` in ``(0, 2**stops]`` made from photos ``x`` in ``[-1, 1]``.
+    """A linear HDR scene ``(N, C, H, W)`` in ``(0, ~2**stops]`` made from photos ``x`` in ``[-1, 1]``.
 
     The photo is linearised (``((x+1)/2) ** gamma``) and its bright parts are boosted: each pixel
     is multiplied by ``2 ** (stops * b)``, where ``b`` in ``[0, 1]`` is the pixel's smoothed
     luminance squared, so highlights gain up to ``stops`` stops while shadows
-    keep their value. A floor of ``2**-12`` keeps the logarithm finite.
+    keep their value. A small ambient term ``2**-10`` is added to the linear image first, so that
+    no pixel is perfectly black and the logarithm stays finite.
     """
     checks.images(x)
-    lin = ((x + 1) / 2) ** gamma
-    lum = lin.mean(1, keepdim=True)
+    lin = ((x + 1) / 2) ** gamma + 2 ** -10
+    lum = lin.mean(1, keepdim=True).clamp(0, 1)
     lum = blur(lum * 2 - 1, gaussian_kernel(9, 2.0)).add(1).div(2).clamp(0, 1)
-    return (lin * 2 ** (stops * lum ** 2)).clamp_min(2 ** -12)
+    return lin * 2 ** (stops * lum ** 2)
 
 
 def expose(radiance: torch.Tensor, t: float, gamma: float = 2.2, noise: float = 0.0, bits: int | None = 8,
@@ -313,7 +314,7 @@ def hat_weight(z: torch.Tensor) -> torch.Tensor:
     return 1 - (2 * z - 1).abs()
 
 
-def merge_debevec(ldrs: torch.Tensor, times, gamma: float = 2.2) -> torch.Tensor:
+def merge_debevec(ldrs: torch.Tensor, times, gamma: float = 2.2, noise_aware: bool = False) -> torch.Tensor:
     """Classical HDR merge: the weighted average in the log domain (Debevec & Malik 1997)
 
     ``ln E = sum_j w(z_j) (ln f^-1(z_j) - ln t_j) / sum_j w(z_j)``
@@ -322,6 +323,10 @@ def merge_debevec(ldrs: torch.Tensor, times, gamma: float = 2.2) -> torch.Tensor
     Where every exposure has zero weight (all clipped, or all black) the pixel takes the
     shortest exposure's estimate if it is clipped there, else the longest's. Returns linear
     radiance ``(N, C, H, W)``.
+
+    ``noise_aware=True`` multiplies each weight by ``(t_j / t_max)^2``: with additive sensor noise the
+    variance of an exposure's log estimate falls like ``1 / t_j^2``, so longer exposures deserve
+    more trust (inverse-variance weighting, as in Robertson et al.'s and later noise-optimal merges).
     """
     checks.tensor(ldrs, "ldrs")
     if ldrs.dim() != 5:
@@ -330,6 +335,8 @@ def merge_debevec(ldrs: torch.Tensor, times, gamma: float = 2.2) -> torch.Tensor
     if t.dim() != 1 or len(t) != ldrs.shape[1] or (t <= 0).any():
         raise ValueError(f"times must be {ldrs.shape[1]} positive numbers, got {times}")
     w = hat_weight(ldrs)
+    if noise_aware:
+        w = w * (t / t.max()).view(1, -1, 1, 1, 1) ** 2
     ln_e = torch.log(inverse_crf(ldrs, gamma).clamp_min(1e-8)) - torch.log(t).view(1, -1, 1, 1, 1)
     est = (w * ln_e).sum(1) / w.sum(1).clamp_min(1e-12)
     short, long_ = t.argmin(), t.argmax()

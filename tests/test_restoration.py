@@ -115,8 +115,8 @@ def test_synthetic_radiance_range():
     x = data.photo_patches("test", 4, 32, seed=0)
     rad = R.synthetic_radiance(x, stops=6)
     assert rad.shape == x.shape and float(rad.min()) > 0
-    lin = ((x + 1) / 2) ** 2.2
-    ratio = (rad / lin.clamp_min(1e-6))[lin > 1e-3]
+    lin = ((x + 1) / 2) ** 2.2 + 2 ** -10
+    ratio = rad / lin  # the brightening factor 2 ** (stops * b), b in [0, 1]
     assert float(ratio.min()) >= 1 - 1e-4 and float(ratio.max()) <= 2 ** 6 + 1e-3
 
 
@@ -128,6 +128,13 @@ def test_merge_debevec_recovers_radiance_without_noise():
     ldrs = torch.stack([R.expose(rad, t, bits=None) for t in times], 1)
     est = R.merge_debevec(ldrs, times)
     assert torch.allclose(est, rad, rtol=1e-4)
+    assert torch.allclose(R.merge_debevec(ldrs, times, noise_aware=True), rad, rtol=1e-4)
+    # with sensor noise, inverse-variance (noise-aware) weights are closer in the dark
+    g = torch.Generator().manual_seed(0)
+    dark = torch.full((1, 1, 64, 64), 0.05)
+    noisy = torch.stack([R.expose(dark, t, noise=0.004, bits=None, generator=g) for t in times], 1)
+    assert (R.log_radiance_error(R.merge_debevec(noisy, times, noise_aware=True), dark)
+            < R.log_radiance_error(R.merge_debevec(noisy, times), dark))
     # every exposure clipped: falls back to the shortest one (clipped at 1/t_min)
     bright = torch.full((1, 1, 1, 1), 1000.0)
     lb = torch.stack([R.expose(bright, t, bits=None) for t in times], 1)
