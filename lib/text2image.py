@@ -1,0 +1,206 @@
+"""Text-to-image by latent diffusion with classifier-free guidance (introduced in chapter 9).
+
+A minimal, self-contained version of the lecture's *Latent diffusion* / *Stable Diffusion*
+slides, small enough for a CPU:
+
+1. :class:`SceneVAE` -- a small convolutional VAE compresses a 32x32 RGB scene into a
+   ``z_dim``-vector (the "autoencoder" of latent diffusion; chapter 9's CLIP notebook also
+   uses its decoder as the generator that CLIP steers);
+2. :class:`LatentDenoiser` -- an MLP that predicts the noise added to a latent, given the
+   time step and a caption encoded by a small Transformer (:class:`lib.clip.TextEncoder`);
+   captions are dropped (replaced by a learned "null" embedding) with probability
+   ``p_uncond`` during training, so one network is both conditional and unconditional;
+3. :func:`ddim_sample` -- deterministic DDIM sampling with *classifier-free guidance*
+   :func:`cfg_eps`: ``eps = eps_uncond + w (eps_cond - eps_uncond)``.
+
+(Chapter 5's ``lib.diffusion`` is the general pixel-space version of the schedules and
+samplers; this module keeps its own few lines so that it does not depend on it.)
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import checks, data
+from .clip import TextEncoder
+
+
+# --- the autoencoder ---------------------------------------------------------------------------
+
+class SceneVAE(nn.Module):
+    """Convolutional VAE for ``(N, 3, 32, 32)`` images in ``[-1, 1]`` with a ``z_dim`` latent.
+
+    ``encode(x) -> (mu, logvar)`` each ``(N, z_dim)``; ``decode(z) -> (N, 3, 32, 32)`` in
+    ``[-1, 1]`` (tanh); ``loss(x)`` is the negative ELBO per image with a Gaussian
+    likelihood of fixed scale (squared error, summed over pixels, divided by ``2 sigma^2``)
+    and ``beta`` times the KL to ``N(0, I)``.
+    """
+
+    def __init__(self, z_dim: int = 32, width: int = 32, sigma: float = 0.1, beta: float = 1.0):
+        super().__init__()
+        w = width
+        self.z_dim, self.sigma, self.beta = z_dim, sigma, beta
+        self.enc = nn.Sequential(
+            nn.Conv2d(3, w, 4, stride=2, padding=1), nn.GELU(),                  # 16x16
+            nn.Conv2d(w, 2 * w, 4, stride=2, padding=1), nn.GELU(),              # 8x8
+            nn.Conv2d(2 * w, 2 * w, 4, stride=2, padding=1), nn.GELU(),          # 4x4
+            nn.Flatten(), nn.Linear(2 * w * 16, 256), nn.GELU(), nn.Linear(256, 2 * z_dim))
+        self.dec_in = nn.Sequential(nn.Linear(z_dim, 256), nn.GELU(), nn.Linear(256, 2 * w * 16), nn.GELU())
+        self.dec = nn.Sequential(
+            nn.ConvTranspose2d(2 * w, 2 * w, 4, stride=2, padding=1), nn.GELU(),  # 8x8
+            nn.ConvTranspose2d(2 * w, w, 4, stride=2, padding=1), nn.GELU(),      # 16x16
+            nn.ConvTranspose2d(w, w, 4, stride=2, padding=1), nn.GELU(),          # 32x32
+            nn.Conv2d(w, 3, 3, padding=1), nn.Tanh())
+        self.w = w
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        checks.shape(x, (None, 3, 32, 32), "images")
+        mu, logvar = self.enc(x).chunk(2, dim=1)
+        return mu, logvar.clamp(-10, 5)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        checks.shape(z, (None, self.z_dim), "z")
+        return self.dec(self.dec_in(z).view(-1, 2 * self.w, 4, 4))
+
+    def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{"loss": negative ELBO, "recon": squared error, "kl": KL}``, each averaged over the batch."""
+        mu, logvar = self.encode(x)
+        z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
+        recon = (self.decode(z) - x).pow(2).flatten(1).sum(1).mean()
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1).mean()
+        return {"loss": recon / (2 * self.sigma ** 2) + self.beta * kl, "recon": recon, "kl": kl}
+
+
+# --- the noise schedule and the forward process -----------------------------------------------
+
+def cosine_alpha_bar(T: int, s: float = 0.008) -> torch.Tensor:
+    """``alpha_bar_t`` for ``t = 0 .. T`` (``(T+1,)``; ``alpha_bar_0 = 1``), the cosine schedule
+    of Nichol & Dhariwal (2021), clipped so that every ``beta_t <= 0.999``."""
+    checks.positive_int(T, "T")
+    t = torch.linspace(0, 1, T + 1, dtype=torch.float64)
+    f = torch.cos((t + s) / (1 + s) * math.pi / 2) ** 2
+    ab = f / f[0]
+    betas = (1 - ab[1:] / ab[:-1]).clamp(max=0.999)
+    return torch.cat([torch.ones(1, dtype=torch.float64), torch.cumprod(1 - betas, 0)]).float()
+
+
+def q_sample(z0: torch.Tensor, t: torch.Tensor, alpha_bar: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """``z_t = sqrt(alpha_bar_t) z_0 + sqrt(1 - alpha_bar_t) noise`` for latents ``(N, D)``, ``t (N,)``."""
+    ab = alpha_bar.to(z0.device)[t].unsqueeze(1)
+    return ab.sqrt() * z0 + (1 - ab).sqrt() * noise
+
+
+# --- the text-conditioned denoiser -----------------------------------------------------------
+
+def time_embedding(t: torch.Tensor, dim: int, T: int) -> torch.Tensor:
+    """Sinusoidal embedding ``(N, dim)`` of integer time steps ``t (N,)`` in ``0 .. T``."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(1000.0) * torch.arange(half, device=t.device) / half)
+    a = (t.float() / T * 1000.0)[:, None] * freqs[None] / 10
+    return torch.cat([a.sin(), a.cos()], 1)
+
+
+class LatentDenoiser(nn.Module):
+    """Predict the noise ``eps (N, z_dim)`` in a noisy latent ``z_t (N, z_dim)`` at step ``t (N,)``,
+    given caption tokens ``(N, L)`` (or ``None``: unconditional).
+
+    The caption goes through a small Transformer (:class:`lib.clip.TextEncoder`, trained jointly);
+    ``drop (N,)`` bool replaces chosen captions by the learned null embedding (classifier-free
+    guidance training). Residual MLP blocks get the time + text embedding added to their input.
+    """
+
+    def __init__(self, z_dim: int = 32, T: int = 200, width: int = 256, blocks: int = 4, cond_dim: int = 64):
+        super().__init__()
+        self.z_dim, self.T = z_dim, T
+        self.text = TextEncoder(cond_dim)
+        self.null = nn.Parameter(torch.zeros(cond_dim))
+        self.emb = nn.Sequential(nn.Linear(64 + cond_dim, width), nn.SiLU(), nn.Linear(width, width))
+        self.inp = nn.Linear(z_dim, width)
+        self.blocks = nn.ModuleList(nn.Sequential(nn.LayerNorm(width), nn.SiLU(), nn.Linear(width, width),
+                                                  nn.SiLU(), nn.Linear(width, width)) for _ in range(blocks))
+        self.out = nn.Sequential(nn.LayerNorm(width), nn.SiLU(), nn.Linear(width, z_dim))
+
+    def condition(self, tokens: torch.Tensor | None, n: int, drop: torch.Tensor | None = None) -> torch.Tensor:
+        """Text embedding ``(n, cond_dim)``: the encoded caption, or the null embedding where
+        ``tokens`` is ``None`` or ``drop`` is True."""
+        if tokens is None:
+            return self.null.expand(n, -1)
+        c = self.text(tokens)
+        if drop is not None:
+            c = torch.where(drop[:, None].to(c.device), self.null.expand_as(c), c)
+        return c
+
+    def forward(self, z: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor | None = None,
+                drop: torch.Tensor | None = None, cond: torch.Tensor | None = None) -> torch.Tensor:
+        checks.shape(z, (None, self.z_dim), "z")
+        if cond is None:
+            cond = self.condition(tokens, len(z), drop)
+        e = self.emb(torch.cat([time_embedding(t, 64, self.T), cond], 1))
+        h = self.inp(z)
+        for blk in self.blocks:
+            h = h + blk(h + e)
+        return self.out(h)
+
+
+def diffusion_loss(model: LatentDenoiser, z0: torch.Tensor, tokens: torch.Tensor, alpha_bar: torch.Tensor,
+                   p_uncond: float = 0.15, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The DDPM "simple" loss ``|eps - eps_theta(z_t, t, c)|^2`` (mean), with a uniformly drawn
+    ``t in 1..T`` and captions dropped with probability ``p_uncond`` (for classifier-free guidance)."""
+    checks.probability(p_uncond, "p_uncond")
+    n, dev = len(z0), z0.device
+    t = torch.randint(1, model.T + 1, (n,), generator=generator).to(dev)
+    noise = torch.randn(z0.shape, generator=generator).to(dev)
+    drop = (torch.rand(n, generator=generator) < p_uncond).to(dev)
+    return F.mse_loss(model(q_sample(z0, t, alpha_bar, noise), t, tokens, drop), noise)
+
+
+# --- guidance and sampling ---------------------------------------------------------------------
+
+def cfg_eps(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, w: float) -> torch.Tensor:
+    """Classifier-free guidance: ``eps_uncond + w * (eps_cond - eps_uncond)``.
+
+    ``w = 0`` is the unconditional model, ``w = 1`` the conditional one, ``w > 1`` pushes
+    samples further towards what distinguishes the caption from "anything"."""
+    if eps_cond.shape != eps_uncond.shape:
+        raise ValueError(f"eps_cond and eps_uncond must have the same shape, got {tuple(eps_cond.shape)} "
+                         f"and {tuple(eps_uncond.shape)}")
+    _check_w(w)
+    return eps_uncond + w * (eps_cond - eps_uncond)
+
+
+def _check_w(w):
+    if not isinstance(w, (int, float)) or isinstance(w, bool) or not math.isfinite(w) or w < 0:
+        raise ValueError(f"guidance scale w must be a finite number >= 0, got {w!r}")
+
+
+@torch.no_grad()
+def ddim_sample(model: LatentDenoiser, captions, alpha_bar: torch.Tensor, w: float = 1.0, steps: int = 50,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Latents ``(N, z_dim)`` for ``N`` captions by deterministic DDIM (eta = 0) with ``steps``
+    evenly spaced steps and classifier-free guidance scale ``w`` (:func:`cfg_eps`)."""
+    checks.positive_int(steps, "steps")
+    _check_w(w)
+    if isinstance(captions, str) or len(captions) == 0:
+        raise ValueError("captions must be a non-empty list of captions")
+    dev = next(model.parameters()).device
+    n = len(captions)
+    cond = model.condition(data.tokenize(list(captions)).to(dev), n)
+    null = model.condition(None, n)
+    z = torch.randn(n, model.z_dim, generator=generator).to(dev)
+    ts = torch.linspace(model.T, 0, min(steps, model.T) + 1).round().long().tolist()
+    ab = alpha_bar.to(dev)
+    for t, s in zip(ts[:-1], ts[1:]):
+        tt = torch.full((n,), t, device=dev, dtype=torch.long)
+        if w == 0:
+            eps = model(z, tt, cond=null)
+        elif w == 1:
+            eps = model(z, tt, cond=cond)
+        else:
+            e = model(torch.cat([z, z]), torch.cat([tt, tt]), cond=torch.cat([cond, null]))
+            eps = cfg_eps(e[:n], e[n:], w)
+        z0 = (z - (1 - ab[t]).sqrt() * eps) / ab[t].sqrt()
+        z = ab[s].sqrt() * z0 + (1 - ab[s]).sqrt() * eps
+    return z
