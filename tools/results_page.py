@@ -21,6 +21,11 @@ def load(kind: str) -> dict | None:
     return json.loads(p.read_text()) if p.exists() else None
 
 
+def cell(text: str) -> str:
+    """Make text safe inside a MyST table cell: no column breaks, no math or roles."""
+    return str(text).replace("|", "\\|").replace("$", "\\$").replace("`", "'").replace("{", "(").replace("}", ")")
+
+
 def fmt(v: float) -> str:
     return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
 
@@ -47,7 +52,7 @@ def render() -> str:
               "| --- | ---: | ---: | --- | --- |"]
     for r in cpu["notebooks"]:
         gpu = gpu_times.get(r["notebook"])
-        status = "error: " + r["error"] if r.get("error") else "ok"
+        status = cell("error: " + r["error"]) if r.get("error") else "ok"
         when = f"{r.get('date', cpu['date'])}, `{r.get('commit', cpu['commit'])}`"
         lines.append(f"| `{r['notebook']}` | {r['seconds']:.0f} | {'' if gpu is None else f'{gpu:.0f}'} | {when} | {status} |")
     lines += ["", "## Headline figures", "",
@@ -56,12 +61,12 @@ def render() -> str:
         for f in r["figures"]:
             base, verdict = "", ""
             if "baseline" in f:
-                base = f"{f['baseline_name']}: {fmt(f['baseline'])} {f['unit']}".strip()
+                base = cell(f"{f['baseline_name']}: {fmt(f['baseline'])} {f['unit']}".strip())
                 if "higher_is_better" in f:
                     better = f["value"] > f["baseline"] if f["higher_is_better"] else f["value"] < f["baseline"]
                     verdict = "yes" if better else "**no**"
             name = r["notebook"].split("/")[-1].removesuffix(".ipynb")
-            lines.append(f"| {name} | {f['name']} | {fmt(f['value'])} {f['unit']} | {base} | {verdict} |")
+            lines.append(f"| {name} | {cell(f['name'])} | {fmt(f['value'])} {cell(f['unit'])} | {base} | {verdict} |")
     return "\n".join(lines) + "\n"
 
 
