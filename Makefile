@@ -35,8 +35,9 @@ book: venv $(MATHJAX)
 	WORKBOOK_STATIC=1 $(BIN)/jupyter-book build . -W -n --keep-going
 
 # The test suite: lib unit/property tests, hygiene checks, every notebook in the smoke profile.
+# Sequential on purpose: two kernels starting at once in parallel workers once hung on start-up.
 test: venv
-	WORKBOOK_PROFILE=smoke $(BIN)/python -m pytest -q -n 2 --dist loadfile tests --nbmake chapters --nbmake-timeout=600
+	WORKBOOK_PROFILE=smoke $(BIN)/python -m pytest -q tests --nbmake chapters --nbmake-timeout=600
 
 bench: venv
 	$(BIN)/python tools/bench.py
