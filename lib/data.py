@@ -187,6 +187,18 @@ def _gray_photo_np(name: str) -> np.ndarray:
 _GRAY_CACHE: dict[str, np.ndarray] = {}
 
 
+def _gray_image(gray, sigma: float) -> np.ndarray:
+    """Validate a grey image ``(H, W)`` in ``[0, 1]`` and a positive ``sigma``; return it as float64 numpy."""
+    g = gray.detach().cpu().double().numpy() if isinstance(gray, torch.Tensor) else np.asarray(gray, dtype=np.float64)
+    if g.ndim != 2:
+        raise ValueError(f"gray must be a 2-D (H, W) image, got shape {g.shape}")
+    if g.size and (g.min() < -1e-6 or g.max() > 1 + 1e-6):
+        raise ValueError(f"gray must have values in [0, 1], got [{g.min():.3g}, {g.max():.3g}]")
+    if not sigma > 0:
+        raise ValueError(f"sigma must be > 0, got {sigma}")
+    return g
+
+
 def edge_map(gray: np.ndarray | torch.Tensor, sigma: float = 2.0) -> torch.Tensor:
     """Canny edges of a grey image: ``(H, W)`` in ``[0, 1]`` (array or tensor) -> ``(H, W)`` in ``{-1, 1}`` (1 = edge).
 
@@ -196,13 +208,7 @@ def edge_map(gray: np.ndarray | torch.Tensor, sigma: float = 2.0) -> torch.Tenso
     """
     from skimage.feature import canny
 
-    g = gray.detach().cpu().double().numpy() if isinstance(gray, torch.Tensor) else np.asarray(gray, dtype=np.float64)
-    if g.ndim != 2:
-        raise ValueError(f"gray must be a 2-D (H, W) image, got shape {g.shape}")
-    if g.size and (g.min() < -1e-6 or g.max() > 1 + 1e-6):
-        raise ValueError(f"gray must have values in [0, 1], got [{g.min():.3g}, {g.max():.3g}]")
-    if not sigma > 0:
-        raise ValueError(f"sigma must be > 0, got {sigma}")
+    g = _gray_image(gray, sigma)
     e = canny(g, sigma=sigma, low_threshold=0.8, high_threshold=0.9, use_quantiles=True)
     return torch.tensor(e, dtype=torch.float32) * 2 - 1
 
@@ -219,13 +225,7 @@ def sketch(gray: np.ndarray | torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
     from scipy import ndimage
     from skimage.filters import sobel
 
-    g = gray.detach().cpu().double().numpy() if isinstance(gray, torch.Tensor) else np.asarray(gray, dtype=np.float64)
-    if g.ndim != 2:
-        raise ValueError(f"gray must be a 2-D (H, W) image, got shape {g.shape}")
-    if g.size and (g.min() < -1e-6 or g.max() > 1 + 1e-6):
-        raise ValueError(f"gray must have values in [0, 1], got [{g.min():.3g}, {g.max():.3g}]")
-    if not sigma > 0:
-        raise ValueError(f"sigma must be > 0, got {sigma}")
+    g = _gray_image(gray, sigma)
     mag = sobel(ndimage.gaussian_filter(g, sigma))
     ink = np.clip(mag / max(np.percentile(mag, 98), 1e-8), 0, 1) ** 0.7
     return torch.tensor(1 - 2 * ink, dtype=torch.float32)
