@@ -25,10 +25,10 @@ Read top to bottom:
    a GRU encoding of the instruction; it predicts a soft mask and a fill, and blends them.
    :func:`fit` trains it with an l1 loss against the ground truth.
 5. **Measures**: :func:`removal_fractions` (how much of each object an edit removed),
-   :func:`right_object_rate`, and the PSNR inside the removed region
-   (:func:`lib.restoration.psnr_masked`); baselines :func:`oracle_inpaint` (biharmonic
-   inpainting with the *true* mask) and :func:`remove_objects` (the exact removal of any object,
-   e.g. a wrong one).
+   :func:`right_object`, :func:`right_object_rate`, and the PSNR inside the removed region
+   (:func:`lib.restoration.psnr_masked`); baselines :func:`inpaint` (biharmonic inpainting of a
+   given mask), :func:`oracle_inpaint` (of the *true* mask) and :func:`remove_objects` (the
+   exact removal of any object, e.g. a wrong one).
 
 The instruction grammar (one target, described by its colour and shape, plus what makes it unique)::
 
@@ -480,12 +480,18 @@ def fit(net: InstructionRemover, ds: RemovalSet, steps: int, batch: int = 32, lr
 
 
 @torch.no_grad()
-def apply(net: InstructionRemover, ds: RemovalSet, tokens: torch.Tensor | None = None, chunk: int = 128) -> torch.Tensor:
-    """The edits of ``net`` on ``ds.inputs`` (with ``ds.tokens``, or other ``tokens``), ``(N, 3, S, S)`` on the CPU."""
+def apply(net: InstructionRemover, ds: RemovalSet, tokens: torch.Tensor | None = None, chunk: int = 128,
+          masks: bool = False) -> torch.Tensor:
+    """The edits of ``net`` on ``ds.inputs`` (with ``ds.tokens``, or other ``tokens``), ``(N, 3, S, S)``
+    on the CPU; with ``masks=True`` its predicted masks ``(N, 1, S, S)`` in ``[0, 1]`` instead."""
+    if not isinstance(ds, RemovalSet):
+        raise TypeError(f"ds must be a lib.removal.RemovalSet, got {type(ds).__name__}")
     net.eval()
     dev = next(net.parameters()).device
     tokens = ds.tokens if tokens is None else tokens
-    return torch.cat([net(x.to(dev), t.to(dev)).cpu() for x, t in zip(ds.inputs.split(chunk), tokens.split(chunk))])
+    checks.shape(tokens, (len(ds), None), "tokens")
+    run = net.mask if masks else net
+    return torch.cat([run(x.to(dev), t.to(dev)).cpu() for x, t in zip(ds.inputs.split(chunk), tokens.split(chunk))])
 
 
 # ---------------------------------------------------------------------------------------
@@ -526,16 +532,24 @@ def right_object_rate(out: torch.Tensor, ds: RemovalSet, threshold: float = 0.5)
     return float(right_object(out, ds, threshold).float().mean())
 
 
-def oracle_inpaint(ds: RemovalSet, dilate: int = 1) -> torch.Tensor:
-    """Classical baseline that is *told* the true mask: biharmonic inpainting
-    (:func:`lib.restoration.inpaint_biharmonic`) of the target's mask, dilated by ``dilate``
-    pixels (covers the anti-aliased rim). It cannot pick the wrong object; it can only fill."""
+def inpaint(inputs: torch.Tensor, masks: torch.Tensor, dilate: int = 1) -> torch.Tensor:
+    """Classical removal: biharmonic inpainting (:func:`lib.restoration.inpaint_biharmonic`) of
+    the binary ``masks (N, 1, S, S)`` dilated by ``dilate`` pixels (to cover anti-aliased rims)."""
     from scipy import ndimage
 
     from . import restoration
 
-    m = (ds.masks[torch.arange(len(ds)), ds.target] > 0.01).numpy()
+    checks.images(inputs, channels=3, name="inputs"); checks.binary(masks, "masks")
+    checks.shape(masks, (len(inputs), 1, *inputs.shape[2:]), "masks")
+    m = masks[:, 0].bool().numpy()
     if dilate:
-        m = np.stack([ndimage.binary_dilation(a, iterations=dilate) for a in m])
+        m = np.stack([ndimage.binary_dilation(a, iterations=int(dilate)) for a in m])
     m = torch.tensor(m, dtype=torch.float32)[:, None]
-    return restoration.inpaint_biharmonic(ds.inputs * (1 - m), m)
+    return restoration.inpaint_biharmonic(inputs * (1 - m), m)
+
+
+def oracle_inpaint(ds: RemovalSet, dilate: int = 1) -> torch.Tensor:
+    """Classical baseline that is *told* the true mask: :func:`inpaint` of the target's coverage
+    (every pixel it touches), dilated by ``dilate``. It cannot pick the wrong object; it can only fill."""
+    m = (ds.masks[torch.arange(len(ds)), ds.target] > 0.01).float()[:, None]
+    return inpaint(ds.inputs, m, dilate)

@@ -717,3 +717,104 @@ def psnr_masked(x: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor) -> float
         raise ValueError("every mask must select at least one pixel")
     mse = (d2 / cnt).clamp_min(1e-12)
     return float((10 * torch.log10(1 / mse)).mean())
+
+
+# ---------------------------------------------------------------------------------------
+# 6. Image-to-image diffusion (Palette)
+# ---------------------------------------------------------------------------------------
+#
+# Palette (Saharia et al. 2022) is a plain DDPM whose denoiser also sees the conditioning image:
+# it is concatenated to the noisy image along the channels, eps_theta(cat(x_t, c), t). Nothing else
+# changes: the same eps loss (lib.diffusion.eps_loss) and the same samplers; a sample is *one*
+# plausible output for c, and several samples show the spread the regression losses average away.
+
+class Palette(nn.Module):
+    """Conditional denoiser ``forward(x_t (N, C, H, W), t (N,), cond (N, K, H, W)) -> eps (N, C, H, W)``:
+    a :class:`lib.nets.UNet` on ``cat(x_t, cond)`` (``C + K`` channels) whose first ``C`` output
+    channels are the predicted noise (the other ``K`` are ignored). Plugs into
+    :func:`lib.diffusion.eps_loss` / :func:`lib.diffusion.ddim_sample` with ``y=cond``."""
+
+    def __init__(self, channels: int, cond_channels: int, base: int = 32, mults: tuple = (1, 2, 2)):
+        super().__init__()
+        from . import nets
+
+        checks.positive_int(channels, "channels"); checks.positive_int(cond_channels, "cond_channels")
+        self.channels, self.cond_channels = channels, cond_channels
+        self.unet = nets.UNet(in_ch=channels + cond_channels, base=base, mults=mults)
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        checks.shape(x_t, (None, self.channels, None, None), "x_t")
+        checks.shape(cond, (len(x_t), self.cond_channels, *x_t.shape[2:]), "cond")
+        return self.unet(torch.cat([x_t, cond.to(x_t)], 1), t)[:, :self.channels]
+
+
+def fit_palette(model: Palette, targets: torch.Tensor, conds: torch.Tensor, sched, steps: int, batch: int = 32,
+                lr: float = 2e-3, ema_decay: float = 0.995, seed: int = 0,
+                desc: str = "palette") -> tuple[dict[str, list[float]], nn.Module]:
+    """Train ``model`` with the eps loss on pairs ``targets (N, C, H, W)`` (what to generate, in
+    ``[-1, 1]``) and ``conds (N, K, H, W)``; Adam with a one-cycle learning rate, each step a random
+    batch. Returns ``(history, ema_model)``: sample from the exponential moving average of the
+    weights (:class:`lib.nets.EMA`)."""
+    from . import diffusion, nets, train
+
+    checks.tensor(targets, "targets"); checks.tensor(conds, "conds")
+    if len(targets) != len(conds) or targets.shape[2:] != conds.shape[2:]:
+        raise ValueError(f"targets and conds must pair up, got {tuple(targets.shape)} and {tuple(conds.shape)}")
+    checks.positive_int(steps, "steps"); checks.positive_int(batch, "batch")
+    dev = next(model.parameters()).device
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched_lr = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.1)
+    ema = nets.EMA(model, ema_decay)
+
+    def step(i):
+        idx = torch.randint(len(targets), (batch,), generator=g)
+        loss = diffusion.eps_loss(model, sched, targets[idx].to(dev), y=conds[idx].to(dev), generator=g)
+        opt.zero_grad(); loss.backward(); opt.step(); sched_lr.step(); ema.update(model)
+        return {"eps loss": loss}
+
+    model.train()
+    hist = train.train_loop(step, steps, desc=desc)
+    model.eval()
+    return hist, ema.model
+
+
+@torch.no_grad()
+def palette_sample(model: nn.Module, sched, conds: torch.Tensor, steps: int = 50, eta: float = 0.0,
+                   generator: torch.Generator | None = None, chunk: int = 256) -> torch.Tensor:
+    """One sample per condition ``conds (N, K, H, W)``: DDIM with ``steps`` steps (``eta`` as
+    :func:`lib.diffusion.ddim_sample`), ``x0`` clipped to ``[-1, 1]``. Returns ``(N, C, H, W)`` on the CPU;
+    different ``generator`` seeds give different plausible outputs."""
+    from . import diffusion
+
+    checks.tensor(conds, "conds")
+    model.eval()
+    dev = next(model.parameters()).device
+    out = []
+    for c in conds.split(chunk):
+        x_T = torch.randn((len(c), model.channels, *c.shape[2:]), generator=generator).to(dev)
+        out.append(diffusion.ddim_sample(model, sched, steps=steps, eta=eta, y=c.to(dev), clip_x0=True,
+                                         x_T=x_T).clamp(-1, 1).cpu())
+    return torch.cat(out)
+
+
+def chroma_of(rgb: torch.Tensor) -> torch.Tensor:
+    """The chroma ``(U, V)`` of RGB ``(N, 3, H, W)`` in ``[-1, 1]``, scaled to about ``[-1, 1]``
+    (``U / 0.436``, ``V / 0.615``): what a Palette colorizer generates. ``(N, 2, H, W)``."""
+    yuv = rgb_to_yuv(rgb)
+    return torch.cat([yuv[:, 1:2] / 0.436, yuv[:, 2:3] / 0.615], 1)
+
+
+def luma_of(rgb: torch.Tensor) -> torch.Tensor:
+    """The luma ``Y`` of RGB ``(N, 3, H, W)`` in ``[-1, 1]``, mapped to ``[-1, 1]``: ``(N, 1, H, W)``
+    (the grey input of :class:`Colorizer` and the condition of a Palette colorizer)."""
+    return rgb_to_yuv(rgb)[:, :1] * 2 - 1
+
+
+def compose_yuv(luma: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
+    """RGB ``(N, 3, H, W)`` in ``[-1, 1]`` from :func:`luma_of` and :func:`chroma_of` outputs
+    (inverse of the two; clipped where RGB leaves the gamut)."""
+    checks.shape(luma, (None, 1, None, None), "luma")
+    checks.shape(chroma, (len(luma), 2, *luma.shape[2:]), "chroma")
+    return yuv_to_rgb(torch.cat([(luma + 1) / 2, chroma[:, :1] * 0.436, chroma[:, 1:] * 0.615], 1))

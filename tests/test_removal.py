@@ -251,6 +251,19 @@ def test_oracle_inpaint_removes_the_right_object(ds):
     # the background is a smooth gradient: filling it from the border is (almost) exact
     assert restoration.psnr_masked(o, ds.targets, m) > restoration.psnr_masked(ds.inputs, ds.targets, m) + 20
     assert metrics.psnr(o, ds.targets) > 40
+    # inpaint() of an empty mask changes nothing; of the target's mask it equals the oracle
+    assert torch.allclose(R.inpaint(ds.inputs[:4], torch.zeros(4, 1, 32, 32)), ds.inputs[:4], atol=1e-6)
+    cov = (ds.masks[torch.arange(4), ds.target[:4]] > 0.01).float()[:, None]
+    assert torch.allclose(R.inpaint(ds.inputs[:4], cov), o[:4])
+    # a one-pixel mask dilated by one pixel becomes scipy's 3x3 cross: on a noise image exactly
+    # those 5 pixels change (and only the pixel itself without dilation)
+    noise = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    one = torch.zeros(1, 1, 32, 32); one[0, 0, 10, 10] = 1
+    cross = torch.zeros(32, 32, dtype=torch.bool); cross[9:12, 10] = True; cross[10, 9:12] = True
+    changed = lambda d: ((R.inpaint(noise, one, dilate=d) - noise).abs() > 1e-5).any(1)[0]
+    assert torch.equal(changed(1), cross) and torch.equal(changed(0), one[0, 0].bool())
+    with pytest.raises(ValueError):
+        R.inpaint(ds.inputs[:4], torch.full((4, 1, 32, 32), 0.5))
 
 
 # --- the model ---------------------------------------------------------------------------------
@@ -286,6 +299,8 @@ def test_fit_reduces_the_loss_and_uses_the_text(ds):
     assert np.mean(h["l1"][-5:]) < np.mean(h["l1"][:5]) and np.mean(h["mask BCE"][-5:]) < np.mean(h["mask BCE"][:5])
     out = R.apply(net, small)
     assert out.shape == small.inputs.shape
+    m = R.apply(net, small, masks=True)
+    assert m.shape == (8, 1, 32, 32) and torch.allclose(m, net.mask(small.inputs, small.tokens))
     other = R.apply(net, small, tokens=small.tokens.roll(1, 0))
     assert not torch.allclose(out, other)                  # a different instruction, a different edit
     with pytest.raises(TypeError):
