@@ -23,7 +23,8 @@ Read top to bottom:
 3. **Data**: :func:`removal_examples` -> :class:`RemovalSet` (input, ground truth, masks, ...).
 4. **Model**: :class:`InstructionRemover`, a small U-Net whose features are modulated (FiLM) by
    a GRU encoding of the instruction; it predicts a soft mask and a fill, and blends them.
-   :func:`fit` trains it with an l1 loss against the ground truth.
+   :func:`fit` trains it with an l1 loss against the ground truth plus a cross-entropy between its
+   mask and the target's (the data set has the masks); :func:`apply` runs it over a data set.
 5. **Measures**: :func:`removal_fractions` (how much of each object an edit removed),
    :func:`right_object`, :func:`right_object_rate`, and the PSNR inside the removed region
    (:func:`lib.restoration.psnr_masked`); baselines :func:`inpaint` (biharmonic inpainting of a
