@@ -103,6 +103,8 @@ def main() -> int:
     import platform
     import subprocess
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = f"{commit}-dirty" if commit and dirty else commit  # measured with uncommitted changes
     devices = sorted({r["device"] for r in rows if r["device"] != "?"})
     payload = {"profile": args.profile, "total_seconds": round(total, 1), "commit": commit or "?",
                "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
