@@ -374,3 +374,21 @@ def caption_labels(captions) -> dict[str, torch.Tensor]:
         objs = tuple(data.SceneObject(k, col, sz, 0.5, 0.5, 0.1, (0.0, 0.0, 0.0)) for sz, col, k in a["objects"])
         scenes.append(data.Scene(objs, a["where"], a["relation"]))
     return data.scene_labels(scenes)
+
+
+def content_match(pred: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> torch.Tensor:
+    """A lenient prompt-adherence test, per image ``(N,)`` bool: the right number of objects
+    with the right (colour, size) pairs, in any arrangement -- shapes, the position of a single
+    object and the arrangement of a pair are ignored. ``pred`` and ``target`` are label dicts
+    (:func:`lib.data.scene_labels` convention, e.g. a judge's prediction and
+    :func:`caption_labels`)."""
+    for k in ("n_objects", "colour", "size", "colour2", "size2"):
+        if k not in pred or k not in target:
+            raise ValueError(f"label {k!r} missing from pred or target")
+    p = {k: pred[k].cpu() for k in ("n_objects", "colour", "size", "colour2", "size2")}
+    t = {k: target[k].cpu() for k in p}
+    first = (p["colour"] == t["colour"]) & (p["size"] == t["size"])
+    second = (p["colour2"] == t["colour2"]) & (p["size2"] == t["size2"])           # -1 == -1 for one object
+    crossed = ((p["colour"] == t["colour2"]) & (p["size"] == t["size2"])
+               & (p["colour2"] == t["colour"]) & (p["size2"] == t["size"]))
+    return (p["n_objects"] == t["n_objects"]) & ((first & second) | ((t["n_objects"] == 2) & crossed))

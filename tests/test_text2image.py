@@ -118,3 +118,24 @@ def test_caption_labels_agree_with_the_labels_of_real_scenes():
     assert lab["where"].item() == -1
     with pytest.raises(ValueError, match="grammar"):
         text2image.caption_labels(["a purple square at the top"])
+
+
+def test_content_match_ignores_shape_and_arrangement_only():
+    t = text2image.caption_labels(["a small green cross below a large blue circle"] * 5
+                                  + ["a large red square at the top"] * 3)
+    p = {k: v.clone() for k, v in t.items()}
+    # image 0: exact; 1: other shapes and the pair side by side; 2: the pair's objects swapped;
+    # 3: a wrong colour; 4: a wrong size (of the swapped pair); 5: exact; 6: one object elsewhere,
+    # another shape; 7: two objects where one was asked for
+    p["shape"][1], p["shape2"][1], p["axis"][1] = 0, 0, 1
+    for a, b in (("colour", "colour2"), ("size", "size2"), ("shape", "shape2")):
+        p[a][2], p[b][2] = t[b][2], t[a][2]
+        p[a][4], p[b][4] = t[b][4], t[a][4]
+    p["colour"][3] = 0
+    p["size"][4] = 1 - p["size"][4]
+    p["where"][6], p["shape"][6] = (t["where"][6] + 1) % 4, (t["shape"][6] + 1) % 4
+    p["n_objects"][7], p["colour2"][7], p["size2"][7], p["shape2"][7], p["axis"][7], p["where"][7] = 2, 1, 0, 0, 0, -1
+    want = [True, True, True, False, False, True, True, False]
+    assert text2image.content_match(p, t).tolist() == want
+    with pytest.raises(ValueError, match="missing"):
+        text2image.content_match({"n_objects": t["n_objects"]}, t)
