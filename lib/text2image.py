@@ -14,7 +14,14 @@ slides, small enough for a CPU:
    :func:`cfg_eps`: ``eps = eps_uncond + w (eps_cond - eps_uncond)``.
 
 (Chapter 5's ``lib.diffusion`` is the general pixel-space version of the schedules and
-samplers; this module keeps its own few lines so that it does not depend on it.)
+samplers; the vector-latent code above keeps its own few lines so that it does not depend on it.)
+
+The text-to-image notebook (``chapters/09-foundation-models/text_to_image.ipynb``) uses the
+second half of the module: a *spatial* latent like Stable Diffusion's
+(:class:`LatentAutoencoder`, 32x32x3 -> 8x8xC), a text-conditioned U-Net
+(:class:`TextUNet`), caption dropout (:func:`text_diffusion_loss`), guided sampling with
+``lib.diffusion`` (:func:`generate`) and the labels a caption asks for
+(:func:`caption_labels`, :func:`content_match`) to measure prompt adherence.
 """
 from __future__ import annotations
 
