@@ -14,7 +14,14 @@ slides, small enough for a CPU:
    :func:`cfg_eps`: ``eps = eps_uncond + w (eps_cond - eps_uncond)``.
 
 (Chapter 5's ``lib.diffusion`` is the general pixel-space version of the schedules and
-samplers; this module keeps its own few lines so that it does not depend on it.)
+samplers; the vector-latent code above keeps its own few lines so that it does not depend on it.)
+
+The text-to-image notebook (``chapters/09-foundation-models/text_to_image.ipynb``) uses the
+second half of the module: a *spatial* latent like Stable Diffusion's
+(:class:`LatentAutoencoder`, 32x32x3 -> 8x8xC), a text-conditioned U-Net
+(:class:`TextUNet`), caption dropout (:func:`text_diffusion_loss`), guided sampling with
+``lib.diffusion`` (:func:`generate`) and the labels a caption asks for
+(:func:`caption_labels`, :func:`content_match`) to measure prompt adherence.
 """
 from __future__ import annotations
 
@@ -204,3 +211,191 @@ def ddim_sample(model: LatentDenoiser, captions, alpha_bar: torch.Tensor, w: flo
         z0 = (z - (1 - ab[t]).sqrt() * eps) / ab[t].sqrt()
         z = ab[s].sqrt() * z0 + (1 - ab[s]).sqrt() * eps
     return z
+
+
+# --- latent diffusion with a *spatial* latent (the text-to-image notebook) --------------------
+#
+# The vector latent above is what CLIP steers in chapter 9's first notebook. Stable Diffusion
+# keeps the latent *spatial*: a small image with a few channels, a factor 4-8 smaller than
+# the picture, denoised by a U-Net that reads the caption. The text-to-image notebook uses:
+#
+#   LatentAutoencoder  (N, 3, 32, 32) in [-1, 1]  <->  (N, C, 8, 8) in [-1, 1]   (factor 4)
+#   TextUNet           eps_theta(z_t, t, caption), with a jointly trained text encoder
+#   text_diffusion_loss, generate   training with caption dropout, sampling with guidance
+#   lib.diffusion      the schedule, the loss, DDIM and classifier-free guidance (chapter 5)
+#   caption_labels     what an attribute classifier should read in an image made from a caption
+
+
+class LatentAutoencoder(nn.Module):
+    """The "first stage" of latent diffusion: images ``(N, 3, 32, 32)`` in ``[-1, 1]`` ->
+    latents ``(N, channels, 8, 8)`` in ``[-1, 1]`` (a ``tanh`` keeps them in the range that
+    :mod:`lib.diffusion` expects of data) -> images.
+
+    Two stride-2 convolutions down, two transposed convolutions up: every latent pixel
+    describes a 4x4 patch of the image. :meth:`loss` adds a little Gaussian noise to the
+    latent before decoding, so that the decoder also copes with the slightly imperfect latents
+    a diffusion model will hand it.
+    """
+
+    def __init__(self, channels: int = 4, width: int = 32):
+        super().__init__()
+        checks.positive_int(channels, "channels"); checks.positive_int(width, "width")
+        w = width
+        self.channels = channels
+        self.enc = nn.Sequential(
+            nn.Conv2d(3, w, 3, padding=1), nn.GELU(),
+            nn.Conv2d(w, w, 4, stride=2, padding=1), nn.GELU(),                  # 16x16
+            nn.Conv2d(w, w, 4, stride=2, padding=1), nn.GELU(),                  # 8x8
+            nn.Conv2d(w, channels, 1), nn.Tanh())
+        self.dec = nn.Sequential(
+            nn.Conv2d(channels, w, 3, padding=1), nn.GELU(),
+            nn.ConvTranspose2d(w, w, 4, stride=2, padding=1), nn.GELU(),         # 16x16
+            nn.ConvTranspose2d(w, w, 4, stride=2, padding=1), nn.GELU(),         # 32x32
+            nn.Conv2d(w, 3, 3, padding=1))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Images ``(N, 3, 32, 32)`` in ``[-1, 1]`` -> latents ``(N, channels, 8, 8)`` in ``[-1, 1]``."""
+        checks.shape(x, (None, 3, 32, 32), "images")
+        return self.enc(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents ``(N, channels, 8, 8)`` -> images ``(N, 3, 32, 32)``, clamped to ``[-1, 1]``."""
+        checks.shape(z, (None, self.channels, 8, 8), "latents")
+        return self.dec(z).clamp(-1, 1)
+
+    def loss(self, x: torch.Tensor, noise: float = 0.02, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Mean squared error of ``decode(encode(x) + noise * N(0, I))`` against ``x`` (before clamping)."""
+        if not isinstance(noise, (int, float)) or isinstance(noise, bool) or noise < 0:
+            raise ValueError(f"noise must be a number >= 0, got {noise!r}")
+        z = self.encode(x)
+        z = z + noise * torch.randn(z.shape, generator=generator).to(z)
+        return (self.dec(z) - x).pow(2).mean()
+
+
+def _coords(n: int, h: int, w: int, device) -> torch.Tensor:
+    """``(n, h, w, 2)``: the (x, y) position of every pixel, each in ``[-1, 1]``."""
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, h, device=device), torch.linspace(-1, 1, w, device=device),
+                            indexing="ij")
+    return torch.stack([xs, ys], -1).expand(n, h, w, 2)
+
+
+class TextUNet(nn.Module):
+    """The text-conditioned noise predictor of latent diffusion:
+    ``forward(z_t (N, C, H, W), t (N,), tokens (N, L) or None) -> eps (N, C, H, W)``.
+
+    A small Transformer (:class:`lib.clip.TextEncoder`, trained jointly) turns the caption
+    tokens (:func:`lib.data.tokenize`) into a vector ``c (N, cond_dim)``, which enters a
+    :class:`lib.nets.UNet` twice: added to its time embedding (*what*), and as a condition
+    *map*: a per-pixel MLP of ``(c, x, y)`` gives ``map_channels`` extra input channels, so
+    that "at the top" or "left of" can say *where* (the role cross-attention plays in
+    Stable Diffusion's U-Net).
+
+    ``tokens=None`` is "no caption": ``c = 0``, which is also what :func:`text_diffusion_loss`
+    substitutes for a fraction of the captions during training -- so one network learns the
+    conditional and the unconditional model that classifier-free guidance mixes. Use it
+    with :func:`lib.diffusion.guided` (``y = tokens``, ``null = None``) or :func:`generate`.
+    """
+
+    def __init__(self, channels: int = 4, base: int = 32, mults: tuple = (1, 2), cond_dim: int = 64,
+                 map_channels: int = 16):
+        super().__init__()
+        from . import nets
+        checks.positive_int(map_channels, "map_channels")
+        self.channels, self.cond_dim = channels, cond_dim
+        self.text = TextEncoder(cond_dim)
+        self.where = nn.Sequential(nn.Linear(cond_dim + 2, 64), nn.SiLU(), nn.Linear(64, map_channels))
+        self.unet = nets.UNet(in_ch=channels + map_channels, base=base, mults=mults, cond_dim=cond_dim)
+
+    def condition(self, tokens: torch.Tensor | None, n: int, drop: torch.Tensor | None = None) -> torch.Tensor:
+        """The caption vector ``(n, cond_dim)``: the encoded caption, or zeros where there is no
+        caption (``tokens=None``, or ``drop (n,)`` True: caption dropout)."""
+        if tokens is None:
+            return torch.zeros(n, self.cond_dim, device=self.unet.inp.weight.device)
+        if len(tokens) != n:
+            raise ValueError(f"need one caption per latent: {len(tokens)} captions for {n} latents")
+        c = self.text(tokens)
+        if drop is not None:
+            c = c * (~drop.to(c.device)).to(c.dtype)[:, None]
+        return c
+
+    def forward(self, z: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor | None = None,
+                drop: torch.Tensor | None = None) -> torch.Tensor:
+        checks.tensor(z, "z")
+        if z.dim() != 4 or z.shape[1] != self.channels:
+            raise ValueError(f"z must have shape (N, {self.channels}, H, W), got {tuple(z.shape)}")
+        n, _, h, w = z.shape
+        c = self.condition(tokens, n, drop)                                      # (n, cond_dim)
+        grid = torch.cat([c[:, None, None, :].expand(n, h, w, -1), _coords(n, h, w, z.device)], -1)
+        cmap = self.where(grid).permute(0, 3, 1, 2)                              # (n, map_channels, h, w)
+        return self.unet(torch.cat([z, cmap], 1), t, c)[:, :self.channels]       # the extra outputs are unused
+
+
+def text_diffusion_loss(model: TextUNet, sched, z0: torch.Tensor, tokens: torch.Tensor, p_uncond: float = 0.15,
+                        generator: torch.Generator | None = None) -> torch.Tensor:
+    """Classifier-free guidance training: Ho et al.'s noise-prediction loss
+    (:func:`lib.diffusion.eps_loss`, ``t`` uniform in ``1..T``) with each caption dropped
+    (replaced by "no caption") with probability ``p_uncond``. ``z0 (N, C, H, W)`` latents in
+    ``[-1, 1]``, ``tokens (N, L)``; ``sched`` a :class:`lib.diffusion.Schedule`."""
+    from . import diffusion
+    checks.probability(p_uncond, "p_uncond")
+    drop = torch.rand(len(z0), generator=generator) < p_uncond
+    return diffusion.eps_loss(lambda x, t, y: model(x, t, y, drop), sched, z0, y=tokens, generator=generator)
+
+
+@torch.no_grad()
+def generate(model: TextUNet, autoencoder: LatentAutoencoder, sched, captions, w: float = 3.0, steps: int = 25,
+             eta: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Text-to-image: images ``(N, 3, 32, 32)`` in ``[-1, 1]`` for ``N`` captions.
+
+    DDIM (:func:`lib.diffusion.ddim_sample`, ``steps`` steps, ``eta = 0`` deterministic,
+    ``eta = 1`` ancestral; the predicted clean latent clipped to ``[-1, 1]``) in the latent space with classifier-free guidance
+    ``eps = eps(no caption) + w (eps(caption) - eps(no caption))`` (:func:`lib.diffusion.cfg_eps`;
+    ``w = 0``: unconditional, ``w = 1``: conditional), then the decoder.
+    """
+    from . import diffusion
+    if isinstance(captions, str) or len(captions) == 0:
+        raise ValueError("captions must be a non-empty list of captions")
+    _check_w(w)
+    dev = next(model.parameters()).device
+    tokens = data.tokenize(list(captions)).to(dev)
+    if w == 0:                                    # the two special cases need one network call
+        eps = lambda z, t: model(z, t, None)
+    elif w == 1:
+        eps = lambda z, t: model(z, t, tokens)
+    else:
+        eps = diffusion.guided(model, tokens, float(w), null=None)
+    z = diffusion.ddim_sample(eps, sched, (len(tokens), model.channels, 8, 8), steps=steps, eta=eta,
+                              clip_x0=True, generator=generator, device=dev)
+    return autoencoder.decode(z.clamp(-1, 1))
+
+
+def caption_labels(captions) -> dict[str, torch.Tensor]:
+    """The labels ``{name: (N,) int64}`` (the convention of :func:`lib.data.scene_labels`) that
+    the captions ask for: what an attribute classifier should read in an image generated from
+    each caption. Only the caption's words matter, not where exactly the objects are."""
+    if isinstance(captions, str):
+        captions = [captions]
+    scenes = []
+    for c in captions:
+        a = data.parse_caption(c)
+        objs = tuple(data.SceneObject(k, col, sz, 0.5, 0.5, 0.1, (0.0, 0.0, 0.0)) for sz, col, k in a["objects"])
+        scenes.append(data.Scene(objs, a["where"], a["relation"]))
+    return data.scene_labels(scenes)
+
+
+def content_match(pred: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> torch.Tensor:
+    """A lenient prompt-adherence test, per image ``(N,)`` bool: the right number of objects
+    with the right (colour, size) pairs, in any arrangement -- shapes, the position of a single
+    object and the arrangement of a pair are ignored. ``pred`` and ``target`` are label dicts
+    (:func:`lib.data.scene_labels` convention, e.g. a judge's prediction and
+    :func:`caption_labels`)."""
+    for k in ("n_objects", "colour", "size", "colour2", "size2"):
+        if k not in pred or k not in target:
+            raise ValueError(f"label {k!r} missing from pred or target")
+    p = {k: pred[k].cpu() for k in ("n_objects", "colour", "size", "colour2", "size2")}
+    t = {k: target[k].cpu() for k in p}
+    first = (p["colour"] == t["colour"]) & (p["size"] == t["size"])
+    second = (p["colour2"] == t["colour2"]) & (p["size2"] == t["size2"])           # -1 == -1 for one object
+    crossed = ((p["colour"] == t["colour2"]) & (p["size"] == t["size2"])
+               & (p["colour2"] == t["colour"]) & (p["size2"] == t["size"]))
+    return (p["n_objects"] == t["n_objects"]) & ((first & second) | ((t["n_objects"] == 2) & crossed))

@@ -1,0 +1,141 @@
+"""lib.text2image's latent diffusion (chapter 9b): autoencoder, text-conditioned U-Net,
+caption dropout, guided generation, and the labels a caption asks for."""
+import pytest
+import torch
+
+from lib import data, diffusion, text2image
+
+
+def small_model(channels=3):
+    torch.manual_seed(0)
+    model = text2image.TextUNet(channels=channels, base=8, mults=(1, 2), cond_dim=16, map_channels=4).eval()
+    with torch.no_grad():                            # the U-Net starts by predicting 0: wake it up
+        model.unet.out.weight.normal_(0, 0.1)
+    return model
+
+
+def test_autoencoder_shapes_ranges_and_loss():
+    torch.manual_seed(0)
+    ae = text2image.LatentAutoencoder(channels=3, width=8)
+    x = data.captioned_scenes("train", 4).images
+    z = ae.encode(x)
+    assert z.shape == (4, 3, 8, 8) and z.abs().max() <= 1           # tanh latents
+    y = ae.decode(z * 5)                                            # even far-off latents decode into the image range
+    assert y.shape == (4, 3, 32, 32) and y.min() >= -1 and y.max() <= 1
+    # with noise = 0 the loss is the plain mean squared error, computed independently here
+    want = ((ae.dec(ae.enc(x)) - x) ** 2).sum() / x.numel()
+    assert ae.loss(x, noise=0.0).item() == pytest.approx(want.item(), rel=1e-5)
+    # noise makes it random, and (on average) worse
+    g = torch.Generator().manual_seed(0)
+    assert ae.loss(x, noise=0.5, generator=g).item() != pytest.approx(want.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="noise"):
+        ae.loss(x, noise=-0.1)
+    with pytest.raises(ValueError, match="shape"):
+        ae.encode(torch.zeros(2, 3, 16, 16))
+    with pytest.raises(ValueError, match="shape"):
+        ae.decode(torch.zeros(2, 4, 8, 8))
+
+
+def test_text_unet_conditions_and_dropout():
+    model = small_model()
+    z, t = torch.randn(2, 3, 8, 8), torch.tensor([5, 50])
+    tok = data.tokenize(["a small red square at the top", "a large blue circle above a small red cross"])
+    with torch.no_grad():
+        with_caption, none = model(z, t, tok), model(z, t, None)
+        dropped_all = model(z, t, tok, drop=torch.tensor([True, True]))
+        dropped_one = model(z, t, tok, drop=torch.tensor([True, False]))
+    assert with_caption.shape == z.shape
+    # a dropped caption is exactly "no caption" (what the unconditional model sees at sampling)
+    assert torch.allclose(dropped_all, none, atol=1e-6)
+    assert torch.allclose(dropped_one[0], none[0], atol=1e-6) and torch.allclose(dropped_one[1], with_caption[1], atol=1e-6)
+    # the caption matters, and so does word order ("swapped colours")
+    assert not torch.allclose(with_caption, none, atol=1e-4)
+    swapped = data.tokenize(["a small red square at the top", "a large red circle above a small blue cross"])
+    with torch.no_grad():
+        assert not torch.allclose(model(z, t, swapped)[1], with_caption[1], atol=1e-5)
+    with pytest.raises(ValueError, match="caption per latent"):
+        model(z, t, tok[:1])
+    with pytest.raises(ValueError, match="shape"):
+        model(torch.randn(2, 4, 8, 8), t, tok)
+
+
+def test_caption_dropout_loss():
+    model = small_model()
+    sched = diffusion.cosine_schedule(20)
+    z0 = torch.rand(6, 3, 8, 8) * 2 - 1
+    tok = data.tokenize(data.captioned_scenes("train", 6).captions)
+    run = lambda p: text2image.text_diffusion_loss(model, sched, z0, tok, p_uncond=p, generator=torch.Generator().manual_seed(1))
+    l0, l1 = run(0.0), run(1.0)
+    assert l0.item() > 0 and torch.isfinite(l1)
+    # p_uncond = 1 is the unconditional loss: the same as eps_loss with the caption-less model,
+    # drawn with the same random numbers (the dropout draw comes first)
+    g = torch.Generator().manual_seed(1)
+    torch.rand(6, generator=g)
+    want = diffusion.eps_loss(lambda x, t: model(x, t, None), sched, z0, generator=g)
+    assert l1.item() == pytest.approx(want.item(), rel=1e-5)
+    with pytest.raises(ValueError):
+        run(1.5)
+
+
+def test_generate_with_guidance_zero_and_one_is_unconditional_and_conditional():
+    model = small_model(channels=3)
+    ae = text2image.LatentAutoencoder(channels=3, width=8).eval()
+    sched = diffusion.cosine_schedule(20)
+    caps = ["a small red square at the top", "a large blue circle above a small red cross"]
+    gen = lambda caps, w: text2image.generate(model, ae, sched, caps, w=w, steps=4,
+                                              generator=torch.Generator().manual_seed(3))
+    x0, x1, x3 = gen(caps, 0.0), gen(caps, 1.0), gen(caps, 3.0)
+    assert x0.shape == (2, 3, 32, 32) and x0.min() >= -1 and x0.max() <= 1
+    # w = 0 ignores the caption: the same images for other captions
+    assert torch.allclose(x0, gen(caps[::-1], 0.0), atol=1e-6)
+    assert not torch.allclose(x1, gen(caps[::-1], 1.0), atol=1e-4)
+    # the general guided path (two network calls, cfg_eps) reduces to the special cases
+    assert torch.allclose(gen(caps, 1e-9), x0, atol=1e-4)
+    assert torch.allclose(gen(caps, 1.0 + 1e-9), x1, atol=1e-4)
+    assert not torch.allclose(x3, x1, atol=1e-4)
+    # and equals DDIM run by hand on cfg_eps with the same start
+    tok = data.tokenize(caps)
+    zT = torch.randn((2, 3, 8, 8), generator=torch.Generator().manual_seed(3))
+    eps = lambda z, t: diffusion.cfg_eps(model(z, t, tok), model(z, t, None), 3.0)
+    z = diffusion.ddim_sample(eps, sched, steps=4, x_T=zT, clip_x0=True)
+    assert torch.allclose(ae.decode(z.clamp(-1, 1)), x3, atol=1e-5)
+    with pytest.raises(ValueError, match="guidance"):
+        gen(caps, -1.0)
+    with pytest.raises(ValueError, match="captions"):
+        gen("a small red square at the top", 1.0)
+
+
+def test_caption_labels_agree_with_the_labels_of_real_scenes():
+    s = data.captioned_scenes("all", 300, seed=4)
+    got = text2image.caption_labels(s.captions)
+    for k, v in s.labels.items():
+        assert torch.equal(got[k], v), k
+    # hand-checked example: "below" is canonicalised to the other object being above
+    lab = text2image.caption_labels("a small green cross below a large blue circle")
+    assert lab["n_objects"].item() == 2 and lab["axis"].item() == 0
+    assert data.SHAPES[lab["shape"].item()] == "circle" and data.COLOURS[lab["colour"].item()] == "blue"
+    assert data.SHAPES[lab["shape2"].item()] == "cross" and data.SIZES[lab["size2"].item()] == "small"
+    assert lab["where"].item() == -1
+    with pytest.raises(ValueError, match="grammar"):
+        text2image.caption_labels(["a purple square at the top"])
+
+
+def test_content_match_ignores_shape_and_arrangement_only():
+    t = text2image.caption_labels(["a small green cross below a large blue circle"] * 5
+                                  + ["a large red square at the top"] * 3)
+    p = {k: v.clone() for k, v in t.items()}
+    # image 0: exact; 1: other shapes and the pair side by side; 2: the pair's objects swapped;
+    # 3: a wrong colour; 4: a wrong size (of the swapped pair); 5: exact; 6: one object elsewhere,
+    # another shape; 7: two objects where one was asked for
+    p["shape"][1], p["shape2"][1], p["axis"][1] = 0, 0, 1
+    for a, b in (("colour", "colour2"), ("size", "size2"), ("shape", "shape2")):
+        p[a][2], p[b][2] = t[b][2], t[a][2]
+        p[a][4], p[b][4] = t[b][4], t[a][4]
+    p["colour"][3] = 0
+    p["size"][4] = 1 - p["size"][4]
+    p["where"][6], p["shape"][6] = (t["where"][6] + 1) % 4, (t["shape"][6] + 1) % 4
+    p["n_objects"][7], p["colour2"][7], p["size2"][7], p["shape2"][7], p["axis"][7], p["where"][7] = 2, 1, 0, 0, 0, -1
+    want = [True, True, True, False, False, True, True, False]
+    assert text2image.content_match(p, t).tolist() == want
+    with pytest.raises(ValueError, match="missing"):
+        text2image.content_match({"n_objects": t["n_objects"]}, t)
