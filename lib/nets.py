@@ -144,9 +144,10 @@ class UNet(nn.Module):
                 raise ValueError(f"labels must lie in 0 .. {self.num_classes - 1} (or {self.num_classes} = none)")
             e = e + self.label_emb(y)
         elif self.cond_dim is not None:
-            if y is not None:
-                checks.shape(y, (len(t), self.cond_dim), "y")
-                e = e + self.cond_proj(y.float())
+            if y is None:  # "no condition" is the zero vector, exactly what drop_condition trains on
+                y = torch.zeros(len(t), self.cond_dim, device=t.device)
+            checks.shape(y, (len(t), self.cond_dim), "y")
+            e = e + self.cond_proj(y.float())
         elif y is not None:
             raise ValueError("this UNet was built without num_classes/cond_dim; it takes no condition y")
         return e

@@ -72,6 +72,11 @@ def test_unet_conditioning():
     vec = nets.UNet(1, base=8, mults=(1, 2), cond_dim=5)
     assert vec(x, t, torch.randn(3, 5)).shape == x.shape
     assert vec.drop_condition(torch.ones(3, 5), 1.0).abs().sum() == 0
+    for p in vec.out.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    with torch.no_grad():  # "no condition" at sampling time is what a dropped (zeroed) row trained as
+        assert torch.equal(vec(x, t), vec(x, t, vec.drop_condition(torch.randn(3, 5), 1.0)))
+        assert not torch.allclose(vec(x, t), vec(x, t, torch.randn(3, 5)))
     with pytest.raises(ValueError, match=r"\(3, 5\)"):
         vec(x, t, torch.randn(3, 4))
     with pytest.raises(ValueError, match="no condition"):
