@@ -1,6 +1,7 @@
 """Notebook hygiene: clean outputs, the shared setup cell, toc coverage, exercises, citations."""
 import json
 import re
+import sys
 from pathlib import Path
 
 import nbformat
@@ -10,21 +11,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted(ROOT.glob("chapters/*/*.ipynb"))
 SETUP = (ROOT / "tools" / "setup_cell.py").read_text().rstrip("\n")
-
-
-def toc_files():
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    out = [toc["root"]]
-
-    def walk(entries):
-        for e in entries or []:
-            if "file" in e:
-                out.append(e["file"])
-            walk(e.get("sections"))
-    walk(toc.get("chapters"))
-    for part in toc.get("parts") or []:
-        walk(part.get("chapters"))
-    return out
+sys.path.insert(0, str(ROOT / "tools"))
+from toc import toc_files  # noqa: E402
 
 
 def test_there_are_notebooks():

@@ -36,3 +36,60 @@ def test_results_page_tables_and_verdicts(tmp_path, monkeypatch):
     assert "error: RuntimeError: x\\|y" in page
     monkeypatch.setattr(results_page, "ROOT", tmp_path / "empty")
     assert "No benchmark has been recorded yet" in results_page.render()
+
+
+# --- tools/nbtool.py sync-runtime: the "Expected run time" note and the Colab accelerator -----
+
+import nbformat  # noqa: E402
+import nbtool  # noqa: E402
+import pytest  # noqa: E402
+
+
+def test_about_rounds_measured_durations_for_readers():
+    assert nbtool.about(0.4) == "about 5 s"      # never "about 0 s"
+    assert nbtool.about(7.4) == "about 5 s"
+    assert nbtool.about(41) == "about 40 s"
+    assert nbtool.about(61) == "about 1 min"
+    assert nbtool.about(400.2) == "about 7 min"  # 6.67 min
+    with pytest.raises(ValueError, match=">= 0"):
+        nbtool.about(-1)
+
+
+def _snap(seconds, machine="x86_64, 2 CPU cores", **extra):
+    return {"machine": machine, "notebooks": [{"notebook": "chapters/01-x/a.ipynb", "seconds": seconds}], **extra}
+
+
+def test_runtime_note_states_cpu_and_gpu_times_and_asks_for_a_gpu_only_when_worth_it():
+    note, gpu = nbtool.runtime_note("chapters/01-x/a.ipynb", _snap(400.0), _snap(30.0, "x86_64, 16 CPU cores", gpu="NVIDIA H100"))
+    assert "**about 7 min** on a 2-core CPU" in note and "**about 30 s** on an NVIDIA H100 GPU" in note
+    assert gpu and "GPU runtime" in note
+    note, gpu = nbtool.runtime_note("chapters/01-x/a.ipynb", _snap(20.0), None)
+    assert "about 20 s" in note and "GPU" not in note and not gpu
+    assert nbtool.runtime_note("chapters/02-y/b.ipynb", _snap(20.0), None) == (None, False)
+
+
+def test_apply_runtime_puts_the_note_under_the_title_and_replaces_an_old_one():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Title\n\nIntro text.")])
+    first, _ = nbtool.runtime_note("chapters/01-x/a.ipynb", _snap(400.0), None)
+    nbtool.apply_runtime(nb, first, True)
+    assert nb.cells[0].source == f"# Title\n\n{first}\n\nIntro text." and nb.metadata["accelerator"] == "GPU"
+    second, _ = nbtool.runtime_note("chapters/01-x/a.ipynb", _snap(20.0), None)
+    nbtool.apply_runtime(nb, second, False)
+    assert nb.cells[0].source == f"# Title\n\n{second}\n\nIntro text." and "accelerator" not in nb.metadata
+    nbtool.apply_runtime(nb, None, False)
+    assert nb.cells[0].source == "# Title\n\nIntro text."
+
+
+def test_every_notebook_states_the_benched_run_time():
+    """The committed notes and accelerators are what the committed bench snapshots say
+    (after `make bench`, or `python tools/nbtool.py sync-runtime`)."""
+    cpu, cuda = nbtool.load_bench("cpu"), nbtool.load_bench("cuda")
+    assert cpu is not None, "bench/results-cpu.json is missing: run make bench"
+    for row in cpu["notebooks"]:
+        path = ROOT / row["notebook"]
+        if not path.exists():
+            continue
+        nb = nbformat.read(path, as_version=4)
+        note, gpu = nbtool.runtime_note(row["notebook"], cpu, cuda)
+        assert note in nb.cells[0].source, f"{row['notebook']}: run time note is stale; run tools/nbtool.py sync-runtime"
+        assert (nb.metadata.get("accelerator") == "GPU") == gpu, row["notebook"]

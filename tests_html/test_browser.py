@@ -13,35 +13,22 @@ import functools
 import http.server
 import os
 import re
+import sys
 import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 HTML = Path(os.environ.get("WORKBOOK_HTML", ROOT / "_build" / "smoke" / "_build" / "html"))
 SHOTS = ROOT / "_build" / "screenshots"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+sys.path.insert(0, str(ROOT / "tools"))
+from toc import toc_files  # noqa: E402
 
 
-def toc_pages():
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    pages = [toc["root"]]
-
-    def walk(entries):
-        for e in entries or []:
-            if "file" in e:
-                pages.append(e["file"])
-            walk(e.get("sections"))
-    walk(toc.get("chapters"))
-    for part in toc.get("parts") or []:
-        walk(part.get("chapters"))
-    return pages
-
-
-PAGES = toc_pages()
+PAGES = toc_files()
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
     python tools/bench.py                     # full profile, every notebook in _toc.yml
     python tools/bench.py --profile smoke     # the test profile
     python tools/bench.py --only 05           # notebooks whose path contains "05"
+    python tools/bench.py --only 05,06        # ... "05" or "06"
 
 Each notebook runs in a fresh kernel (nbclient) in its own folder with
 WORKBOOK_RESULTS_FILE pointing at a temporary file, so whatever the notebook
@@ -21,26 +22,12 @@ import time
 from pathlib import Path
 
 import nbformat
-import yaml
 from nbclient import NotebookClient
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from toc import toc_notebooks  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def toc_notebooks() -> list[Path]:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files: list[str] = []
-
-    def walk(entries):
-        for e in entries or []:
-            if "file" in e:
-                files.append(e["file"])
-            walk(e.get("sections"))
-            walk(e.get("chapters"))
-    walk(toc.get("chapters"))
-    for part in toc.get("parts", []) or []:
-        walk(part.get("chapters"))
-    return [ROOT / (f + ".ipynb") for f in files if (ROOT / (f + ".ipynb")).exists()]
 
 
 def run(nb_path: Path, profile: str) -> dict:
@@ -85,7 +72,7 @@ def main() -> int:
     args = ap.parse_args()
     rows = []
     for nb in toc_notebooks():
-        if args.only and args.only not in str(nb):
+        if args.only and not any(k in str(nb) for k in args.only.split(",")):
             continue
         print(f"running {nb.relative_to(ROOT)} ...", flush=True)
         rows.append(run(nb, args.profile))
@@ -102,10 +89,15 @@ def main() -> int:
     import platform
     import subprocess
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = f"{commit}-dirty" if commit and dirty else commit  # measured with uncommitted changes
     devices = sorted({r["device"] for r in rows if r["device"] != "?"})
     payload = {"profile": args.profile, "total_seconds": round(total, 1), "commit": commit or "?",
                "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "devices": devices, "notebooks": rows}
+    if any(d.startswith("cuda") for d in devices):
+        import torch
+        payload["gpu"] = torch.cuda.get_device_name(0)
     out = ROOT / "_build" / ("results.json" if args.profile == "full" else f"results-{args.profile}.json")
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(payload, indent=1))
@@ -126,6 +118,9 @@ def main() -> int:
             payload["total_seconds"] = round(sum(r["seconds"] for r in payload["notebooks"]), 1)
         snap.write_text(json.dumps(payload, indent=1))
         print(f"wrote {snap.relative_to(ROOT)}")
+        # Each notebook's "Expected run time" note and Colab accelerator come from these snapshots.
+        import subprocess as sp
+        sp.run([sys.executable, str(ROOT / "tools" / "nbtool.py"), "sync-runtime"], check=True)
     return 1 if any(r["error"] for r in rows) else 0
 
 

@@ -7,12 +7,17 @@
         -> rewrites the first code cell of every notebook in _toc.yml to tools/setup_cell.py.
     python tools/nbtool.py clean FILE.ipynb...
         -> strips outputs, execution counts and cell metadata in place.
+    python tools/nbtool.py sync-runtime
+        -> writes each notebook's "Expected run time" note (under its title) and its Colab
+           accelerator from the bench snapshots bench/results-{cpu,cuda}.json. `make bench`
+           runs it; the times are measured, never typed.
 
 The committed artefact is the .ipynb; the .py source is a scratch file you may
 delete (``jupytext --to py:percent`` recreates one from a notebook).
 """
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -59,6 +64,67 @@ def from_percent(text: str) -> nbformat.NotebookNode:
     return clean(nb)
 
 
+# --- expected run time and Colab accelerator, from the bench snapshots -----------------------
+
+RUNTIME_BEGIN = "<!-- run-time: generated from bench/ by tools/nbtool.py sync-runtime; do not edit -->"
+RUNTIME_END = "<!-- /run-time -->"
+GPU_WORTH_S = 60  # a notebook that takes longer than this on the CPU asks Colab for a GPU
+
+
+def about(seconds: float) -> str:
+    """A measured duration as a reader wants it: 'about 40 s', 'about 3 min'."""
+    if seconds < 0:
+        raise ValueError(f"a duration must be >= 0 seconds, got {seconds}")
+    if seconds < 55:
+        return f"about {max(5, 5 * round(seconds / 5))} s"
+    return f"about {max(1, round(seconds / 60))} min"
+
+
+def load_bench(kind: str) -> dict | None:
+    """bench/results-<kind>.json (kind 'cpu' or 'cuda'), or None if it was never measured."""
+    p = ROOT / "bench" / f"results-{kind}.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def runtime_note(rel: str, cpu: dict | None, cuda: dict | None) -> tuple[str | None, bool]:
+    """(markdown block, wants a GPU) for the notebook at repo-relative path ``rel``.
+
+    The block is None when no bench snapshot has a row for the notebook."""
+    rows = {k: next((r for r in (snap or {}).get("notebooks", []) if r["notebook"] == rel), None)
+            for k, snap in (("cpu", cpu), ("cuda", cuda))}
+    if rows["cpu"] is None and rows["cuda"] is None:
+        return None, False
+    parts = []
+    if rows["cpu"] is not None:
+        cores = cpu["machine"].split(", ")[-1].replace(" CPU cores", "-core CPU")
+        parts.append(f"**{about(rows['cpu']['seconds'])}** on a {cores}")
+    if rows["cuda"] is not None:
+        parts.append(f"**{about(rows['cuda']['seconds'])}** on an {cuda.get('gpu', 'NVIDIA')} GPU")
+    gpu = rows["cpu"] is not None and rows["cpu"]["seconds"] > GPU_WORTH_S
+    lines = [RUNTIME_BEGIN, ":::{admonition} Expected run time", ":class: note",
+             "Executed from scratch in the full profile (measured by `make bench`): " + " and ".join(parts) + "."]
+    if gpu:
+        lines.append("On Colab, pick a GPU runtime (*Runtime → Change runtime type*): the notebook finds it by itself.")
+    lines += [":::", RUNTIME_END]
+    return "\n".join(lines), gpu
+
+
+def apply_runtime(nb: nbformat.NotebookNode, note: str | None, gpu: bool) -> nbformat.NotebookNode:
+    """Put ``note`` right under the title of the first cell (replacing an earlier one) and set
+    the Colab accelerator. ``note=None`` removes both."""
+    title = nb.cells[0]
+    src = re.sub(re.escape(RUNTIME_BEGIN) + r".*?" + re.escape(RUNTIME_END) + r"\n*", "", title.source, flags=re.S)
+    if note is not None:
+        head, _, rest = src.partition("\n")
+        src = f"{head}\n\n{note}\n\n{rest.lstrip(chr(10))}"
+    title.source = src.rstrip("\n")
+    if gpu:
+        nb.metadata["accelerator"] = "GPU"
+    else:
+        nb.metadata.pop("accelerator", None)
+    return nb
+
+
 def main(argv):
     cmd, *args = argv
     if cmd == "build":
@@ -77,6 +143,12 @@ def main(argv):
             first.source = SETUP
             first.metadata["tags"] = ["hide-input"]
             nbformat.write(clean(nb), f)
+    elif cmd == "sync-runtime":
+        cpu, cuda = load_bench("cpu"), load_bench("cuda")
+        for f in sorted(ROOT.glob("chapters/*/*.ipynb")):
+            nb = nbformat.read(f, as_version=4)
+            note, gpu = runtime_note(str(f.relative_to(ROOT)), cpu, cuda)
+            nbformat.write(clean(apply_runtime(nb, note, gpu)), f)
     else:
         raise SystemExit(__doc__)
 

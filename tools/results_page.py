@@ -46,7 +46,7 @@ def render() -> str:
     gpu_times = {}
     if cuda is not None:
         gpu_times = {r["notebook"]: r["seconds"] for r in cuda["notebooks"]}
-        lines += [f"GPU run: commit `{cuda['commit']}`, {cuda['date']}, devices {', '.join(cuda['devices'])}; "
+        lines += [f"GPU run on {cuda.get('gpu', 'a CUDA GPU')} ({cuda['machine']}): commit `{cuda['commit']}`, {cuda['date']}; "
                   f"total {cuda['total_seconds'] / 60:.1f} minutes."]
     lines += ["", "## Time per notebook", "", "| notebook | CPU run, seconds | GPU run, seconds | measured | status |",
               "| --- | ---: | ---: | --- | --- |"]
