@@ -704,3 +704,19 @@ def captioned_scenes(split: str = "train", n: int = 2000, size: int = 32, seed: 
     images = torch.stack([render_scene(s, size) for s in scenes])
     heldout = torch.tensor([any((o.shape, o.colour) in HELDOUT_PAIRS for o in s.objects) for s in scenes])
     return SceneSet(images, [scene_caption(s) for s in scenes], scenes, scene_labels(scenes), heldout)
+
+
+# --- chapter 05: generating at the digits' native resolution ---
+
+def upsample_digits(x: torch.Tensor, size: int = 16) -> torch.Tensor:
+    """8x8 digits ``(N, 1, 8, 8)`` in ``[-1, 1]`` -> ``(N, 1, size, size)``, exactly as :func:`digits` does it.
+
+    scikit-learn's digits are 8x8 scans; ``digits(size=16)`` is their bilinear upsampling. A model
+    that generates 8x8 digits (chapter 5's diffusion model) passes its samples through this same
+    fixed map, so ``upsample_digits(digits("train", 8)[0])`` equals ``digits("train", 16)[0]``.
+    """
+    checks.images(x, channels=1, size=8, name="8x8 digits")
+    checks.choice(size, (8, 16, 32), "size")
+    if size == 8:
+        return x
+    return F.interpolate((x + 1) / 2, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1) * 2 - 1

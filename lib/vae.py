@@ -158,25 +158,39 @@ class VAE(nn.Module):
     * encoder ``q(z|x) = N(mu(x), diag(exp(logvar(x))))``: :meth:`encode` -> ``(mu, logvar)``, each ``(N, D)``;
     * decoder :meth:`decode` ``(N, D)`` -> ``(N, 1, S, S)``: Bernoulli **logits** (``likelihood="bernoulli"``,
       data ``x`` binary in ``{0, 1}``) or the Gaussian **mean** in ``(-1, 1)``
-      (``likelihood="gaussian"``, data in ``[-1, 1]``, fixed standard deviation ``sigma``).
+      (``likelihood="gaussian"``, data in ``[-1, 1]``, standard deviation ``sigma``: fixed, or with
+      ``learn_sigma=True`` one learned scalar that starts at ``sigma`` and is trained with the ELBO,
+      the maximum-likelihood noise level of the "calibrated decoder" of Rybkin et al. 2021).
 
     :meth:`elbo` and :meth:`iwae` return per-image values in nats, shape ``(N,)``.
     """
 
     def __init__(self, latent_dim: int = 16, hidden: int = 400, likelihood: str = "bernoulli",
-                 sigma: float = 0.1, image_size: int = 16):
+                 sigma: float = 0.1, image_size: int = 16, learn_sigma: bool = False):
         super().__init__()
         checks.positive_int(latent_dim, "latent_dim"); checks.positive_int(hidden, "hidden")
         checks.positive_int(image_size, "image_size")
         checks.choice(likelihood, LIKELIHOODS, "likelihood")
         if not sigma > 0:
             raise ValueError(f"sigma must be > 0, got {sigma}")
-        self.latent_dim, self.likelihood, self.sigma, self.image_size = latent_dim, likelihood, float(sigma), image_size
+        if learn_sigma and likelihood != "gaussian":
+            raise ValueError("learn_sigma needs likelihood='gaussian' (a Bernoulli decoder has no sigma)")
+        self.latent_dim, self.likelihood, self.image_size = latent_dim, likelihood, image_size
+        self.learn_sigma = bool(learn_sigma)
+        if self.learn_sigma:
+            self.log_sigma = nn.Parameter(torch.tensor(math.log(sigma)))   # a 0-d parameter
+        else:
+            self._sigma = float(sigma)
         d = image_size * image_size
         self.encoder = _mlp([d, hidden, hidden])
         self.to_mu = nn.Linear(hidden, latent_dim)
         self.to_logvar = nn.Linear(hidden, latent_dim)
         self.decoder = _mlp([latent_dim, hidden, hidden, d])
+
+    @property
+    def sigma(self) -> float:
+        """The decoder's pixel standard deviation (the current learned value with ``learn_sigma``)."""
+        return float(self.log_sigma.detach().exp()) if self.learn_sigma else self._sigma
 
     # data checks: a Bernoulli model needs binary pixels, a Gaussian one images in [-1, 1]
     def _check(self, x: torch.Tensor) -> torch.Tensor:
@@ -207,6 +221,8 @@ class VAE(nn.Module):
             return -F.binary_cross_entropy_with_logits(out, x, reduction="none").flatten(-3).sum(-1)
         d = x[0].numel()
         sq = (x - out).pow(2).flatten(-3).sum(-1)
+        if self.learn_sigma:                                   # keeps the gradient to log_sigma
+            return -0.5 * sq * torch.exp(-2 * self.log_sigma) - d * (self.log_sigma + 0.5 * math.log(2 * math.pi))
         return -0.5 * sq / self.sigma ** 2 - d * (math.log(self.sigma) + 0.5 * math.log(2 * math.pi))
 
     def mean_image(self, out: torch.Tensor) -> torch.Tensor:

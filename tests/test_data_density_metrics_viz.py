@@ -197,3 +197,33 @@ def test_feature_net_trains_from_an_empty_cache_under_no_grad(tmp_path, monkeypa
     torch.manual_seed(5)
     assert metrics.frechet_digit_distance(x[:100], x[100:]) == pytest.approx(d, rel=1e-5)  # loaded from cache
     assert torch.equal(torch.randn(3), after_training)
+
+
+# --- chapter 05: upsample_digits ---
+
+def test_upsample_digits_reproduces_the_16px_digits():
+    x8, _ = data.digits("train", size=8)
+    x16, _ = data.digits("train", size=16)
+    assert torch.allclose(data.upsample_digits(x8), x16, atol=1e-6)
+
+
+def test_upsample_digits_bilinear_values_by_hand():
+    # one bright column (index 3) on a dark background; with align_corners=False, output column
+    # 2i+1 samples the input at i + 1/4 and column 2i at i - 1/4 (linear weights 3/4, 1/4)
+    x = -torch.ones(1, 1, 8, 8)
+    x[..., 3] = 1.0
+    up = data.upsample_digits(x)[0, 0, 4]                       # one row, in [-1, 1]
+    expected = -torch.ones(16)
+    expected[[5, 8]] = -0.5                                      # 1/4 of the way to ink: 0.25 -> -0.5
+    expected[[6, 7]] = 0.5                                       # 3/4 of the way: 0.75 -> 0.5
+    assert torch.allclose(up, expected, atol=1e-6)
+    assert data.upsample_digits(x, size=8) is x
+
+
+def test_upsample_digits_bad_input():
+    with pytest.raises(ValueError, match="8x8"):
+        data.upsample_digits(torch.zeros(2, 1, 16, 16))
+    with pytest.raises(ValueError):
+        data.upsample_digits(torch.full((2, 1, 8, 8), 2.0))
+    with pytest.raises(ValueError):
+        data.upsample_digits(torch.zeros(2, 1, 8, 8), size=12)

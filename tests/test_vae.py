@@ -91,6 +91,38 @@ def test_gaussian_log_likelihood_by_hand():
     assert torch.allclose(m.log_likelihood(x, mean), torch.tensor([expected]), atol=1e-5)
 
 
+def test_learned_sigma_matches_the_fixed_one_and_gets_gradients():
+    m = vae.VAE(latent_dim=2, hidden=8, image_size=8, likelihood="gaussian", sigma=0.5, learn_sigma=True)
+    fixed = vae.VAE(latent_dim=2, hidden=8, image_size=8, likelihood="gaussian", sigma=0.5)
+    x = torch.zeros(1, 1, 8, 8); mean = torch.full((1, 1, 8, 8), 0.25)
+    assert m.sigma == pytest.approx(0.5)
+    ll = m.log_likelihood(x, mean)
+    assert torch.allclose(ll, fixed.log_likelihood(x, mean), atol=1e-5)
+    ll.sum().backward()
+    # d/dlog(s) [-sq/(2 s^2) - d log s] = sq/s^2 - d, with sq = 64 * 0.25^2, s = 0.5, d = 64
+    assert float(m.log_sigma.grad) == pytest.approx(64 * 0.0625 / 0.25 - 64, rel=1e-5)
+
+
+def test_learned_sigma_is_maximum_likelihood_at_the_rms_error():
+    # for a fixed decoder output the log-likelihood is maximal at sigma^2 = mean squared error per pixel
+    torch.manual_seed(0)
+    x = torch.rand(4, 1, 8, 8) * 2 - 1; out = (x + 0.1 * torch.randn_like(x)).clamp(-1, 1)
+    rms = float((x - out).pow(2).mean().sqrt())
+    m = vae.VAE(latent_dim=2, hidden=8, image_size=8, likelihood="gaussian", sigma=rms, learn_sigma=True)
+    m.log_likelihood(x, out).sum().backward()
+    assert abs(float(m.log_sigma.grad)) < 1e-3 * x.numel()
+    best = float(m.log_likelihood(x, out).sum())
+    for f in (0.8, 1.25):
+        with torch.no_grad():
+            m.log_sigma.fill_(math.log(rms * f))
+        assert float(m.log_likelihood(x, out).sum()) < best
+
+
+def test_learned_sigma_needs_a_gaussian_decoder():
+    with pytest.raises(ValueError, match="learn_sigma"):
+        vae.VAE(likelihood="bernoulli", learn_sigma=True)
+
+
 def test_iwae_k1_equals_elbo_in_expectation(small_vae_and_data):
     m, x = small_vae_and_data
     with torch.no_grad():
