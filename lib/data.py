@@ -404,7 +404,7 @@ RGB = {"red": (0.90, 0.15, 0.12), "green": (0.15, 0.78, 0.20), "blue": (0.18, 0.
 _WHERE_TEXT = {"left": "on the left", "right": "on the right", "top": "at the top", "bottom": "at the bottom"}
 _REL_TEXT = {"left of": "to the left of", "right of": "to the right of", "above": "above", "below": "below"}
 _FLIP = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
-_RADIUS = {"small": (3.0 / 32, 4.0 / 32), "large": (5.5 / 32, 6.5 / 32)}   # half-extent / image side
+RADIUS = {"small": (3.0 / 32, 4.0 / 32), "large": (5.5 / 32, 6.5 / 32)}   # half-extent / image side
 VOCAB = ("<pad>", "a", *SIZES, *COLOURS, *SHAPES,
          "on", "at", "the", "left", "right", "top", "bottom", "to", "of", "above", "below")
 MAX_TOKENS = 12  # the longest caption: "a small red triangle to the right of a large blue circle"
@@ -446,7 +446,9 @@ def _pairs(split: str) -> list[tuple[str, str]]:
     return allp
 
 
-def _sample_object(rng, pair, size_word, cx, cy, r):
+def sample_object(rng, pair, size_word, cx, cy, r) -> "SceneObject":
+    """One object ``pair = (shape, colour)`` of size ``size_word`` centred at ``(cx, cy)`` with
+    half-extent ``r`` (fractions of the image side), its colour jittered slightly by ``rng``."""
     shape, colour = pair
     rgb = tuple(float(np.clip(v + rng.uniform(-0.05, 0.05), 0, 1)) for v in RGB[colour])
     return SceneObject(shape, colour, size_word, float(cx), float(cy), float(r), rgb)
@@ -462,7 +464,7 @@ def sample_scene(rng: np.random.Generator, n_objects: int = 1, pairs=None) -> Sc
     pairs = list(pairs) if pairs is not None else _pairs("all")
     background = (float(rng.uniform(0.12, 0.35)), float(rng.uniform(0.0, 0.12)), float(rng.uniform(0, 2 * np.pi)))
     sizes = [SIZES[int(rng.integers(2))] for _ in range(n_objects)]
-    radii = [float(rng.uniform(*_RADIUS[s])) for s in sizes]
+    radii = [float(rng.uniform(*RADIUS[s])) for s in sizes]
     chosen = [pairs[int(rng.integers(len(pairs)))] for _ in range(n_objects)]
     if n_objects == 1:
         where = WHERES[int(rng.integers(4))]
@@ -471,7 +473,7 @@ def sample_scene(rng: np.random.Generator, n_objects: int = 1, pairs=None) -> Sc
         across = rng.uniform(-0.5, 0.5) * min(along, 0.5 - r - 1 / 32)
         sign = -1 if where in ("left", "top") else 1
         dx, dy = (sign * along, across) if where in ("left", "right") else (across, sign * along)
-        return Scene((_sample_object(rng, chosen[0], sizes[0], 0.5 + dx, 0.5 + dy, r),), where=where,
+        return Scene((sample_object(rng, chosen[0], sizes[0], 0.5 + dx, 0.5 + dy, r),), where=where,
                      background=background)
     relation = RELATIONS[int(rng.integers(4))]
     for _ in range(1000):  # rejection sampling of the two centres
@@ -483,7 +485,7 @@ def sample_scene(rng: np.random.Generator, n_objects: int = 1, pairs=None) -> Sc
             break
     else:  # pragma: no cover - the acceptance rate is far above 1/1000
         raise RuntimeError("could not place two objects")
-    objs = tuple(_sample_object(rng, chosen[k], sizes[k], c[k][0], c[k][1], radii[k]) for k in range(2))
+    objs = tuple(sample_object(rng, chosen[k], sizes[k], c[k][0], c[k][1], radii[k]) for k in range(2))
     return Scene(objs, relation=relation, background=background)
 
 
@@ -599,19 +601,22 @@ def canonical_attributes(attrs: dict) -> dict:
     return dict(attrs)
 
 
-def tokenize(captions, length: int = MAX_TOKENS) -> torch.Tensor:
-    """Word-level tokens ``(N, length)`` int64 (index into :data:`VOCAB`, 0 = padding)."""
+def tokenize(captions, length: int = MAX_TOKENS, vocab: tuple | list | None = None) -> torch.Tensor:
+    """Word-level tokens ``(N, length)`` int64 (index into ``vocab``, default :data:`VOCAB`;
+    0 = padding). Chapter 10's instructions use it with their own vocabulary."""
+    vocab = VOCAB if vocab is None else vocab
     if isinstance(captions, str):
         captions = [captions]
-    index = {w: i for i, w in enumerate(VOCAB)}
+    index = {w: i for i, w in enumerate(vocab)}
     out = torch.zeros(len(captions), length, dtype=torch.int64)
     for i, c in enumerate(captions):
         ws = c.split()
         if len(ws) > length:
-            raise ValueError(f"caption {c!r} has {len(ws)} words, more than length={length}")
+            raise ValueError(f"text {c!r} has {len(ws)} words, more than length={length}")
         for j, word in enumerate(ws):
             if word not in index:
-                raise ValueError(f"unknown word {word!r} in caption {c!r}; the vocabulary is lib.data.VOCAB")
+                raise ValueError(f"unknown word {word!r} in {c!r}; the vocabulary has {len(vocab)} words "
+                                 f"({', '.join(vocab[1:6])}, ...)")
             out[i, j] = index[word]
     return out
 
@@ -696,7 +701,7 @@ def captioned_scenes(split: str = "train", n: int = 2000, size: int = 32, seed: 
             s = sample_scene(rng, k, _pairs("all"))
             o = list(s.objects)
             pair = HELDOUT_PAIRS[int(rng.integers(len(HELDOUT_PAIRS)))]
-            o[held] = _sample_object(rng, pair, o[held].size, o[held].cx, o[held].cy, o[held].r)
+            o[held] = sample_object(rng, pair, o[held].size, o[held].cx, o[held].cy, o[held].r)
             s = Scene(tuple(o), s.where, s.relation, s.background)
         else:
             s = sample_scene(rng, k, _pairs(split))

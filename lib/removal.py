@@ -84,7 +84,7 @@ def sample_scene(rng: np.random.Generator, n_objects: tuple = (2, 3), p_duplicat
         chosen[1] = chosen[0]
     for _ in range(100):  # rejection sampling: every pair of bounding boxes at least 2 px apart
         sizes = [data.SIZES[int(rng.integers(2))] for _ in range(k)]     # (three large ones rarely fit:
-        radii = [float(rng.uniform(*data._RADIUS[s])) for s in sizes]  #  then the sizes are drawn again)
+        radii = [float(rng.uniform(*data.RADIUS[s])) for s in sizes]  #  then the sizes are drawn again)
         for _ in range(100):
             c = [rng.uniform(r + 1 / 32, 1 - r - 1 / 32, size=2) for r in radii]
             if all(np.abs(c[i] - c[j]).max() >= radii[i] + radii[j] + 2 / 32 for i in range(k) for j in range(i)):
@@ -94,7 +94,7 @@ def sample_scene(rng: np.random.Generator, n_objects: tuple = (2, 3), p_duplicat
         break
     else:  # pragma: no cover - the acceptance rate is far above 1/10000
         raise RuntimeError("could not place the objects")
-    objs = tuple(data._sample_object(rng, chosen[i], sizes[i], c[i][0], c[i][1], radii[i]) for i in range(k))
+    objs = tuple(data.sample_object(rng, chosen[i], sizes[i], c[i][0], c[i][1], radii[i]) for i in range(k))
     return data.Scene(objs, background=background)
 
 
@@ -245,19 +245,7 @@ def resolve(scene: data.Scene, text: str) -> list[int]:
 
 def tokenize(texts, length: int = MAX_TOKENS) -> torch.Tensor:
     """Word ids ``(N, length)`` int64 into :data:`VOCAB` (0 = padding, at the end)."""
-    if isinstance(texts, str):
-        texts = [texts]
-    index = {w: i for i, w in enumerate(VOCAB)}
-    out = torch.zeros(len(texts), length, dtype=torch.int64)
-    for i, t in enumerate(texts):
-        ws = t.split()
-        if len(ws) > length:
-            raise ValueError(f"instruction {t!r} has {len(ws)} words, more than length={length}")
-        for j, w in enumerate(ws):
-            if w not in index:
-                raise ValueError(f"unknown word {w!r} in {t!r}; the vocabulary is lib.removal.VOCAB")
-            out[i, j] = index[w]
-    return out
+    return data.tokenize(texts, length, vocab=VOCAB)
 
 
 # ---------------------------------------------------------------------------------------
