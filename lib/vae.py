@@ -489,46 +489,77 @@ class CodePrior(nn.Module):
     A GRU reads the codes so far (and a start token) and predicts the next one. Small and
     readable; chapter 4's PixelCNN (masked convolutions over the grid) is the classic choice.
 
-    ``forward(indices (N, h, w))`` -> next-code logits ``(N, h*w, K)``;
-    ``log_prob(indices)`` -> ``(N,)`` nats; ``sample(n)`` -> ``(n, h, w)`` int64.
+    With ``num_classes=C`` it is **class-conditional**, ``p(c | y) = prod_t p(c_t | c_<t, y)``:
+    the start token is the label (token ``K + y``), so the GRU knows the class from its first
+    step on. ``num_classes=None`` (the default) is the unconditional prior with one start token ``K``.
+    ``dropout`` (default 0) drops the GRU's outputs before the head during training -- a
+    regulariser against memorising a small set of grids.
+
+    ``forward(indices (N, h, w), labels (N,) or None)`` -> next-code logits ``(N, h*w, K)``;
+    ``log_prob(indices, labels)`` -> ``(N,)`` nats; ``sample(n, labels=...)`` -> ``(n, h, w)`` int64.
+    A conditional prior needs ``labels`` (int64 in ``[0, C)``) everywhere, an unconditional one refuses them.
     """
 
-    def __init__(self, num_codes: int, grid: tuple[int, int] = (4, 4), embed: int = 64, hidden: int = 128):
+    def __init__(self, num_codes: int, grid: tuple[int, int] = (4, 4), embed: int = 64, hidden: int = 128,
+                 num_classes: int | None = None, dropout: float = 0.0):
         super().__init__()
         checks.positive_int(num_codes, "num_codes"); checks.positive_int(embed, "embed")
         checks.positive_int(hidden, "hidden")
-        self.num_codes, self.grid = num_codes, tuple(grid)
+        if num_classes is not None:
+            checks.positive_int(num_classes, "num_classes")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.num_codes, self.grid, self.num_classes = num_codes, tuple(grid), num_classes
         self.length = self.grid[0] * self.grid[1]
-        self.embed = nn.Embedding(num_codes + 1, embed)                   # index K is the start token
+        starts = 1 if num_classes is None else num_classes
+        self.embed = nn.Embedding(num_codes + starts, embed)              # indices >= K are start tokens
         self.pos = nn.Parameter(torch.zeros(self.length, embed))
         self.rnn = nn.GRU(embed, hidden, batch_first=True)
+        self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(hidden, num_codes)
 
-    def forward(self, indices: torch.Tensor) -> torch.Tensor:
+    def _start(self, labels: torch.Tensor | None, n: int, device) -> torch.Tensor:
+        """Start tokens ``(n, 1)``: ``K`` (unconditional) or ``K + label`` (conditional)."""
+        if self.num_classes is None:
+            if labels is not None:
+                raise ValueError("this CodePrior is unconditional (num_classes=None): do not pass labels")
+            return torch.full((n, 1), self.num_codes, dtype=torch.long, device=device)
+        if labels is None:
+            raise ValueError(f"this CodePrior is class-conditional: pass labels, an int tensor (N,) in [0, {self.num_classes})")
+        checks.tensor(labels, "labels")
+        if labels.dtype.is_floating_point or labels.dtype == torch.bool or labels.shape != (n,):
+            raise ValueError(f"labels must be an integer tensor of shape ({n},), got {labels.dtype} {tuple(labels.shape)}")
+        if n and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
+            raise ValueError(f"labels must lie in [0, {self.num_classes})")
+        return (self.num_codes + labels.long()).view(n, 1).to(device)
+
+    def forward(self, indices: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         _code_grid(indices, self.num_codes)
         if tuple(indices.shape[1:]) != self.grid:
             raise ValueError(f"indices must have shape (N, {self.grid[0]}, {self.grid[1]}), got {tuple(indices.shape)}")
         seq = indices.flatten(1)                                          # (N, T)
-        start = torch.full_like(seq[:, :1], self.num_codes)
+        start = self._start(labels, len(seq), seq.device)
         inp = torch.cat([start, seq[:, :-1]], 1)                          # shifted right: c_<t predicts c_t
         h, _ = self.rnn(self.embed(inp) + self.pos)
-        return self.head(h)                                               # (N, T, K)
+        return self.head(self.drop(h))                                    # (N, T, K)
 
-    def log_prob(self, indices: torch.Tensor) -> torch.Tensor:
-        logits = self(indices)
+    def log_prob(self, indices: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        logits = self(indices, labels)
         return -F.cross_entropy(logits.transpose(1, 2), indices.flatten(1), reduction="none").sum(1)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
+    def sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0,
+               labels: torch.Tensor | None = None) -> torch.Tensor:
+        """``n`` code grids ``(n, h, w)``; a conditional prior draws grid ``i`` given ``labels[i]``."""
         checks.positive_int(n, "n")
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         dev = self.pos.device
-        tok = torch.full((n, 1), self.num_codes, dtype=torch.long, device=dev)
+        tok = self._start(labels, n, dev)
         state, out = None, []
         for t in range(self.length):
             h, state = self.rnn(self.embed(tok) + self.pos[t], state)
-            probs = F.softmax(self.head(h[:, -1]) / temperature, -1)
+            probs = F.softmax(self.head(self.drop(h[:, -1])) / temperature, -1)
             tok = torch.multinomial(probs.cpu(), 1, generator=generator).to(dev)
             out.append(tok)
         return torch.cat(out, 1).view(n, *self.grid)

@@ -282,6 +282,88 @@ def test_code_prior_learns_a_deterministic_sequence():
     assert torch.equal(prior.sample(5, generator=gen(1)), idx[:5])
 
 
+def test_class_conditional_code_prior_is_normalised_for_every_label():
+    torch.manual_seed(0)
+    prior = vae.CodePrior(num_codes=3, grid=(2, 2), embed=8, hidden=8, num_classes=4).eval()
+    grids = torch.cartesian_prod(*[torch.arange(3)] * 4).view(81, 2, 2)       # all 3^4 grids
+    with torch.no_grad():
+        for y in range(4):
+            total = prior.log_prob(grids, torch.full((81,), y)).exp().sum()
+            assert math.isclose(float(total), 1.0, rel_tol=1e-5)
+        # the label is the start token: the first code's distribution depends on it, not on the codes
+        l0 = prior(torch.tensor([[[0, 0], [0, 0]], [[2, 1], [0, 2]]]), torch.tensor([1, 1]))
+        l1 = prior(torch.tensor([[[0, 0], [0, 0]]]), torch.tensor([3]))
+    assert torch.allclose(l0[0, 0], l0[1, 0])
+    assert not torch.allclose(l0[0, 0], l1[0, 0])
+
+
+def test_unconditional_code_prior_keeps_its_parameters():
+    # num_classes=None is the original prior: one start token, so the embedding has K + 1 rows
+    prior = vae.CodePrior(num_codes=5, grid=(2, 2), embed=4, hidden=6)
+    assert prior.embed.weight.shape == (6, 4) and prior.num_classes is None
+    assert vae.CodePrior(num_codes=5, grid=(2, 2), embed=4, hidden=6, num_classes=3).embed.weight.shape == (8, 4)
+
+
+def test_dropout_prior_is_normalised_and_deterministic_in_eval_mode():
+    torch.manual_seed(0)
+    prior = vae.CodePrior(num_codes=3, grid=(1, 3), embed=8, hidden=16, dropout=0.5)
+    grids = torch.cartesian_prod(*[torch.arange(3)] * 3).view(27, 1, 3)
+    with torch.no_grad():
+        train_a, train_b = prior.log_prob(grids), prior.log_prob(grids)
+        prior.eval()
+        eval_a, eval_b = prior.log_prob(grids), prior.log_prob(grids)
+    assert not torch.equal(train_a, train_b)                     # dropout is active while training
+    assert torch.equal(eval_a, eval_b)
+    assert math.isclose(float(eval_a.exp().sum()), 1.0, rel_tol=1e-5)
+
+
+def test_conditional_code_prior_learns_one_grid_per_label_and_samples_by_label():
+    torch.manual_seed(0)
+    prior = vae.CodePrior(num_codes=4, grid=(2, 2), embed=16, hidden=32, num_classes=2)
+    per_label = torch.tensor([[[1, 3], [0, 2]], [[2, 2], [3, 0]]])       # label y -> grid per_label[y]
+    labels = torch.tensor([0, 1]).repeat(8)
+    idx = per_label[labels]
+    opt = torch.optim.Adam(prior.parameters(), lr=3e-2)
+    for _ in range(100):
+        loss = -prior.log_prob(idx, labels).mean()
+        opt.zero_grad(); loss.backward(); opt.step()
+    assert float(loss) < 0.1
+    want = torch.tensor([1, 0, 0, 1, 1])
+    s = prior.sample(5, generator=gen(1), labels=want)
+    assert s.shape == (5, 2, 2) and s.dtype == torch.long
+    assert torch.equal(s, per_label[want])
+
+
+def test_code_prior_label_errors():
+    cond = vae.CodePrior(num_codes=4, grid=(2, 2), embed=4, hidden=4, num_classes=3)
+    plain = vae.CodePrior(num_codes=4, grid=(2, 2), embed=4, hidden=4)
+    grids = torch.zeros(2, 2, 2, dtype=torch.long)
+    with pytest.raises(ValueError, match="pass labels"):
+        cond.log_prob(grids)
+    with pytest.raises(ValueError, match="pass labels"):
+        cond.sample(2)
+    with pytest.raises(ValueError, match="unconditional"):
+        plain.log_prob(grids, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="unconditional"):
+        plain.sample(2, labels=torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"\[0, 3\)"):
+        cond.log_prob(grids, torch.tensor([0, 3]))
+    with pytest.raises(ValueError, match=r"\[0, 3\)"):
+        cond.sample(2, labels=torch.tensor([-1, 0]))
+    with pytest.raises(ValueError, match="integer"):
+        cond.log_prob(grids, torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match=r"shape \(2,\)"):
+        cond.sample(2, labels=torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match=r"shape \(2,\)"):
+        cond(grids, torch.tensor([[0], [1]]))
+    with pytest.raises(TypeError):
+        cond.sample(2, labels=[0, 1])
+    with pytest.raises(ValueError, match="dropout"):
+        vae.CodePrior(4, dropout=1.0)
+    with pytest.raises(ValueError):
+        vae.CodePrior(4, num_classes=0)
+
+
 # --- bad inputs -------------------------------------------------------------------------------
 
 def test_bad_inputs_raise_clear_errors():
