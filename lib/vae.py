@@ -20,7 +20,8 @@ Read top to bottom:
 5. two priors over a VQ-VAE's grid of codes, so it can *sample*:
    :class:`PositionalCategorical` (one independent categorical per grid cell)
    and :class:`CodePrior` (a small autoregressive GRU over the codes in raster
-   order). Chapter 4's PixelCNN is a stronger drop-in replacement.
+   order, optionally class-conditional). Chapter 4's PixelCNN is a stronger
+   drop-in replacement.
 
 Shapes: images are ``(N, 1, H, W)``; latent codes of the MLP models ``(N, D)``;
 the VQ-VAE's encoder output ``(N, D, h, w)`` and its code indices ``(N, h, w)``.
