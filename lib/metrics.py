@@ -114,6 +114,20 @@ _FEATURE_NET: DigitFeatureNet | None = None
 _FEATURE_CONFIG = {"arch": "DigitFeatureNet-v1", "steps": 1000, "batch": 128, "seed": 1234}
 
 
+def _code_fingerprint(*objects) -> str:
+    """A short hash of the source code of ``objects``: the cache key changes whenever the code does."""
+    import hashlib
+    import inspect
+
+    return hashlib.sha256("\n".join(inspect.getsource(o) for o in objects).encode()).hexdigest()[:16]
+
+
+def _feature_config() -> dict:
+    """The cached net's key: its settings plus a fingerprint of the code that builds and trains it,
+    so an edit to either retrains the net instead of silently reusing an outdated one."""
+    return _FEATURE_CONFIG | {"code": _code_fingerprint(DigitFeatureNet, _train_feature_net)}
+
+
 def digit_feature_net() -> DigitFeatureNet:
     """The metric's classifier, trained once (about 12 s on a 2-core CPU) and cached on disk.
 
@@ -131,11 +145,12 @@ def digit_feature_net() -> DigitFeatureNet:
         torch.manual_seed(_FEATURE_CONFIG["seed"])
         net = DigitFeatureNet()
         path = runtime.cache_dir() / "digit_feature_net.pt"
+        config = _feature_config()
         try:
-            train.load_checkpoint(path, net, _FEATURE_CONFIG)
+            train.load_checkpoint(path, net, config)
         except (FileNotFoundError, ValueError, RuntimeError):
             _train_feature_net(net)
-            train.save_checkpoint(path, net, _FEATURE_CONFIG)
+            train.save_checkpoint(path, net, config)
     net.eval()
     _FEATURE_NET = net
     return net

@@ -7,7 +7,7 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from lib import data, density, metrics, viz
+from lib import data, density, metrics, train, viz
 
 
 def test_digits_shapes_range_and_disjoint_split():
@@ -227,3 +227,23 @@ def test_upsample_digits_bad_input():
         data.upsample_digits(torch.full((2, 1, 8, 8), 2.0))
     with pytest.raises(ValueError):
         data.upsample_digits(torch.zeros(2, 1, 8, 8), size=12)
+
+
+def test_feature_net_cache_is_keyed_by_its_code(tmp_path, monkeypatch):
+    """A net cached by older code (another fingerprint) must be retrained, not silently reused;
+    one cached by the current code is loaded."""
+    monkeypatch.setenv("WORKBOOK_CACHE", str(tmp_path))
+    monkeypatch.setattr(metrics, "_FEATURE_NET", None)
+    trained = []
+    monkeypatch.setattr(metrics, "_train_feature_net", lambda net: trained.append(net))   # no real training here
+    path = tmp_path / "digit_feature_net.pt"
+    for k, stale_config in enumerate([metrics._FEATURE_CONFIG,                          # cached before fingerprints
+                                      metrics._FEATURE_CONFIG | {"code": "older code"}]):
+        train.save_checkpoint(path, metrics.DigitFeatureNet(), stale_config)
+        monkeypatch.setattr(metrics, "_FEATURE_NET", None)
+        metrics.digit_feature_net()
+        assert len(trained) == k + 1                           # the stale checkpoint was refused
+    monkeypatch.setattr(metrics, "_FEATURE_NET", None)
+    net = metrics.digit_feature_net()
+    assert len(trained) == 2 and net is not trained[-1]        # the checkpoint just written is loaded
+    assert metrics._code_fingerprint(metrics.DigitFeatureNet) != metrics._code_fingerprint(metrics.DigitFeatureNet.forward)
