@@ -63,8 +63,9 @@ def test_runtime_note_states_cpu_and_gpu_times_and_asks_for_a_gpu_only_when_wort
     note, gpu = nbtool.runtime_note("chapters/01-x/a.ipynb", _snap(400.0), _snap(30.0, "x86_64, 16 CPU cores", gpu="NVIDIA H100"))
     assert "**about 7 min** on a 2-core CPU" in note and "**about 30 s** on an NVIDIA H100 GPU" in note
     assert gpu and "GPU runtime" in note
+    assert "not been measured" not in note
     note, gpu = nbtool.runtime_note("chapters/01-x/a.ipynb", _snap(20.0), None)
-    assert "about 20 s" in note and "GPU" not in note and not gpu
+    assert "about 20 s" in note and "on a GPU has not been measured yet" in note and "GPU runtime" not in note and not gpu
     assert nbtool.runtime_note("chapters/02-y/b.ipynb", _snap(20.0), None) == (None, False)
 
 

@@ -103,6 +103,8 @@ def runtime_note(rel: str, cpu: dict | None, cuda: dict | None) -> tuple[str | N
     gpu = rows["cpu"] is not None and rows["cpu"]["seconds"] > GPU_WORTH_S
     lines = [RUNTIME_BEGIN, ":::{admonition} Expected run time", ":class: note",
              "Executed from scratch in the full profile (measured by `make bench`): " + " and ".join(parts) + "."]
+    if rows["cuda"] is None:
+        lines.append("Its time on a GPU has not been measured yet (`make bench` on a CUDA machine records it).")
     if gpu:
         lines.append("On Colab, pick a GPU runtime (*Runtime → Change runtime type*): the notebook finds it by itself.")
     lines += [":::", RUNTIME_END]
