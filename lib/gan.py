@@ -15,10 +15,13 @@ Read top to bottom:
 2. **Networks.** Small MLPs for 1-D/2-D toys, and a DCGAN generator/discriminator for 16x16
    digits with the DCGAN tricks: no fully connected layers, batch norm, LeakyReLU in ``D``,
    ``N(0, 0.02)`` initial weights; trained with Adam, ``lr = 2e-4``, ``beta1 = 0.5``.
-   PacGAN packing (:func:`pack`) lets ``D`` judge ``m`` samples at once.
+   PacGAN packing (:func:`pack`) lets ``D`` judge ``m`` samples at once. With
+   ``num_classes`` both are *class-conditional* (a conditional GAN): ``G`` reads a one-hot
+   label next to ``z``, and ``D`` is a projection discriminator (:func:`labels_onehot`).
 
-3. **Training.** :func:`train_step` does one discriminator and one generator update and stops
-   with ``FloatingPointError`` if a loss is NaN or infinite.
+3. **Training.** :func:`train_step` does one discriminator and one generator update (passing
+   ``labels`` to conditional networks) and stops with ``FloatingPointError`` if a loss is NaN
+   or infinite.
 
 4. **The latent space.** :func:`lerp`, :func:`slerp`; projection of images into the latent
    space by optimisation (:func:`project`), with an encoder trained on ``(G(z), z)`` pairs
@@ -138,6 +141,45 @@ def _check_latent(z, z_dim):
     return z
 
 
+def labels_onehot(y: torch.Tensor, num_classes: int, n: int | None = None) -> torch.Tensor:
+    """Labels for a conditional network as rows of class weights ``(N, num_classes)``.
+
+    ``y`` is either integer class labels ``(N,)`` in ``[0, num_classes)`` (made one-hot) or
+    float rows ``(N, num_classes)`` of non-negative weights summing to 1 -- a *mixture* of
+    classes, used to interpolate between classes. ``n`` (optional) is the expected ``N``.
+    """
+    checks.tensor(y, "labels")
+    if y.dtype.is_floating_point:
+        if y.dim() != 2 or y.shape[1] != num_classes:
+            raise ValueError(f"float labels must be class weights of shape (N, {num_classes}), got {tuple(y.shape)}")
+        if not torch.isfinite(y).all() or (y < 0).any() or not torch.allclose(y.sum(1), torch.ones_like(y[:, 0]), atol=1e-4):
+            raise ValueError("float labels must be non-negative class weights whose rows sum to 1")
+        out = y
+    elif y.dtype == torch.bool:
+        raise TypeError("labels must be integer class indices (N,) or float class weights (N, K), got bool")
+    else:
+        if y.dim() != 1:
+            raise ValueError(f"integer labels must have shape (N,), got {tuple(y.shape)}")
+        if len(y) and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+            raise ValueError(f"labels must lie in [0, {num_classes}), got values from {int(y.min())} to {int(y.max())}")
+        out = F.one_hot(y.long(), num_classes).float()
+    if n is not None and len(out) != n:
+        raise ValueError(f"need one label per sample: {n} samples but {len(out)} labels")
+    return out
+
+
+def _labels_for(net: nn.Module, y, n: int, device) -> torch.Tensor | None:
+    """Check that ``y`` is given exactly when ``net`` is class-conditional; return ``(n, K)`` weights or None."""
+    k = getattr(net, "num_classes", None)
+    if k is None:
+        if y is not None:
+            raise ValueError(f"{type(net).__name__} is unconditional (num_classes=None): do not pass labels")
+        return None
+    if y is None:
+        raise ValueError(f"{type(net).__name__} is class-conditional: pass labels (N,) in [0, {k}) or class weights (N, {k})")
+    return labels_onehot(y, k, n).to(device)
+
+
 def mlp(sizes: list[int] | tuple[int, ...], act: type[nn.Module] = nn.ReLU) -> nn.Sequential:
     """A multilayer perceptron ``sizes[0] -> ... -> sizes[-1]``, activation between layers, none after."""
     if len(sizes) < 2 or any(not isinstance(s, int) or s < 1 for s in sizes):
@@ -212,12 +254,18 @@ class DCGenerator(nn.Module):
     bilinear 2x upsampling to 16x16 -- exactly how ``lib.data.digits`` makes its 16x16 digits
     from scikit-learn's 8x8 ones, so the generator cannot add pixel noise that real digits
     never have: ``... -> (N, 2ch, 8, 8)`` -> two 3x3 convs -> ``(N, 1, 8, 8)`` -> upsample.
+
+    With ``num_classes = K`` it is class-conditional, ``G(z, y)``: the label's one-hot vector
+    (or class weights, see :func:`labels_onehot`) is appended to ``z``, so the first layer reads
+    ``z_dim + K`` channels -- still no fully connected layer.
     """
 
-    def __init__(self, z_dim: int = 32, ch: int = 32, out_channels: int = 1, smooth: bool = False):
+    def __init__(self, z_dim: int = 32, ch: int = 32, out_channels: int = 1, smooth: bool = False,
+                 num_classes: int | None = None):
         super().__init__()
         self.z_dim = checks.positive_int(z_dim, "z_dim")
-        head = [nn.ConvTranspose2d(z_dim, 4 * ch, 4, 1, 0, bias=False), nn.BatchNorm2d(4 * ch), nn.ReLU(),   # 4x4
+        self.num_classes = None if num_classes is None else checks.positive_int(num_classes, "num_classes")
+        head = [nn.ConvTranspose2d(z_dim + (num_classes or 0), 4 * ch, 4, 1, 0, bias=False), nn.BatchNorm2d(4 * ch), nn.ReLU(),   # 4x4
                 nn.ConvTranspose2d(4 * ch, 2 * ch, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * ch), nn.ReLU()]  # 8x8
         if smooth:
             tail = [nn.Conv2d(2 * ch, ch, 3, 1, 1, bias=False), nn.BatchNorm2d(ch), nn.ReLU(),
@@ -229,14 +277,18 @@ class DCGenerator(nn.Module):
         self.net = nn.Sequential(*head, *tail)
         self.apply(dcgan_init)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         z = _check_latent(z, self.z_dim)
+        y = _labels_for(self, y, len(z), z.device)
+        if y is not None:
+            z = torch.cat([z, y], 1)                                   # (N, z_dim + K)
         return self.net(z[:, :, None, None])
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` images ``(n, 1, 16, 16)`` from ``z ~ N(0, I)`` (in the module's current mode)."""
+    def sample(self, n: int, generator: torch.Generator | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
+        """``n`` images ``(n, 1, 16, 16)`` from ``z ~ N(0, I)`` (in the module's current mode);
+        a conditional generator needs the labels ``y`` of the ``n`` images."""
         z = torch.randn(checks.positive_int(n, "n"), self.z_dim, generator=generator)
-        return self(z.to(next(self.parameters()).device))
+        return self(z.to(next(self.parameters()).device), y)
 
 
 class DCDiscriminator(nn.Module):
@@ -244,21 +296,35 @@ class DCDiscriminator(nn.Module):
 
     Strided convolutions instead of pooling, LeakyReLU(0.2), batch norm except on the first
     layer, no fully connected layer: ``16 -> 8 -> 4`` then a 4x4 convolution to one logit.
+
+    With ``num_classes = K`` it is a *projection discriminator* (Miyato & Koyama 2018),
+    ``D(x, y)``: the logit gets the extra term ``<embed(y), phi(x)>``, the inner product of a
+    learned class embedding with the 4x4 features ``phi(x)`` summed over space. So ``D`` judges
+    "is this a real *y*?", not only "is this real?". Packing and labels do not mix.
     """
 
-    def __init__(self, ch: int = 32, in_channels: int = 1, pack: int = 1):
+    def __init__(self, ch: int = 32, in_channels: int = 1, pack: int = 1, num_classes: int | None = None):
         super().__init__()
         self.pack = checks.positive_int(pack, "pack")
         self.in_channels = checks.positive_int(in_channels, "in_channels") * self.pack
-        self.net = nn.Sequential(
+        self.num_classes = None if num_classes is None else checks.positive_int(num_classes, "num_classes")
+        if num_classes is not None and pack > 1:
+            raise ValueError("a class-conditional discriminator cannot pack samples (pack must be 1)")
+        self.body = nn.Sequential(
             nn.Conv2d(self.in_channels, ch, 4, 2, 1), nn.LeakyReLU(0.2),                                  # 8x8
-            nn.Conv2d(ch, 2 * ch, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * ch), nn.LeakyReLU(0.2),       # 4x4
-            nn.Conv2d(2 * ch, 1, 4, 1, 0))                                                               # 1x1
+            nn.Conv2d(ch, 2 * ch, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * ch), nn.LeakyReLU(0.2))       # 4x4
+        self.head = nn.Conv2d(2 * ch, 1, 4, 1, 0)                                                        # 1x1
+        self.embed = None if num_classes is None else nn.Linear(num_classes, 2 * ch, bias=False)        # class -> (2ch,)
         self.apply(dcgan_init)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         checks.images(x.detach(), channels=self.in_channels, size=16, name="discriminator input")
-        return self.net(x).flatten()
+        y = _labels_for(self, y, len(x), x.device)
+        h = self.body(x)                                               # (N, 2ch, 4, 4)
+        logit = self.head(h).flatten()                                 # (N,)
+        if y is not None:
+            logit = logit + (self.embed(y) * h.sum((2, 3))).sum(1)     # + <embed(y), phi(x)>
+        return logit
 
 
 class Encoder(nn.Module):
@@ -293,11 +359,14 @@ def _finite(losses: dict, where: str) -> dict:
 
 
 def train_step(G: nn.Module, D: nn.Module, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
-               real: torch.Tensor, z: torch.Tensor, loss: str = "nonsaturating", d_steps: int = 1) -> dict:
+               real: torch.Tensor, z: torch.Tensor, loss: str = "nonsaturating", d_steps: int = 1,
+               labels: torch.Tensor | None = None) -> dict:
     """One round of the game: ``d_steps`` discriminator updates, then one generator update.
 
     ``real`` is a batch of data ``(N, ...)``, ``z`` a batch of latents ``(N, z_dim)``; if ``D``
     has ``pack = m`` both batches are packed by ``m`` (``N`` must be a multiple of ``m``).
+    Class-conditional networks need ``labels (N,)``, the real batch's labels: the fakes are
+    drawn with the same labels, ``G(z, labels)``, so both sides see the same class mix.
     ``loss`` is a generator loss of :func:`g_loss`; the discriminator uses ``"minimax"``
     except for ``"lsgan"``/``"hinge"``, which pair with their own. Returns detached
     ``{"D": J^(D), "G": J^(G), "D(x)": mean D on real, "D(G(z))": mean D on fakes}``.
@@ -310,16 +379,21 @@ def train_step(G: nn.Module, D: nn.Module, opt_g: torch.optim.Optimizer, opt_d: 
         raise ValueError(f"real and z must have the same batch size, got {len(real)} and {len(z)}")
     m = getattr(D, "pack", 1)
     kind_d = loss if loss in ("lsgan", "hinge") else "minimax"
+    if getattr(G, "num_classes", None) != getattr(D, "num_classes", None):
+        raise ValueError("G and D must both be unconditional or both conditional on the same number of classes")
+    if labels is not None and getattr(G, "num_classes", None) is None:
+        raise ValueError("labels were given, but G and D are unconditional (num_classes=None)")
+    cond = () if labels is None and getattr(G, "num_classes", None) is None else (labels,)   # (labels,) for G(z, y), D(x, y)
     for _ in range(d_steps):
         with torch.no_grad():
-            fake = G(z)
-        real_logits, fake_logits = D(pack(real, m)), D(pack(fake, m))
+            fake = G(z, *cond)
+        real_logits, fake_logits = D(pack(real, m), *cond), D(pack(fake, m), *cond)
         if not (torch.isfinite(real_logits).all() and torch.isfinite(fake_logits).all()):
             raise FloatingPointError("GAN training diverged: the discriminator's outputs are NaN or infinite. "
                                      "Lower the learning rates or check the inputs' value range.")
         ld = _finite({"J^(D)": d_loss(real_logits, fake_logits, kind_d)}, "discriminator step")["J^(D)"]
         opt_d.zero_grad(set_to_none=True); ld.backward(); opt_d.step()
-    fake_logits = D(pack(G(z), m))
+    fake_logits = D(pack(G(z, *cond), m), *cond)
     if not torch.isfinite(fake_logits).all():
         raise FloatingPointError("GAN training diverged: the discriminator's outputs on generated samples "
                                  "are NaN or infinite. Lower the learning rates.")
@@ -384,7 +458,8 @@ def slerp(z0: torch.Tensor, z1: torch.Tensor, t) -> torch.Tensor:
 
 
 def project(G: nn.Module, x: torch.Tensor, steps: int = 200, lr: float = 0.05, z_init: torch.Tensor | None = None,
-            lam: float = 0.0, z_anchor: torch.Tensor | None = None) -> tuple[torch.Tensor, list[float]]:
+            lam: float = 0.0, z_anchor: torch.Tensor | None = None,
+            labels: torch.Tensor | None = None) -> tuple[torch.Tensor, list[float]]:
     """Project images into the latent space by gradient descent on ``w`` (optimisation-based inversion):
 
     ``w* = argmin_w ||x - G(w)||^2 / P + lam * ||w - E(x)||^2 / z_dim`` per image (``P`` pixels),
@@ -394,6 +469,7 @@ def project(G: nn.Module, x: torch.Tensor, steps: int = 200, lr: float = 0.05, z
     prior ``N(0, I)`` -- not ``w = 0``: near the origin a trained DCGAN draws a blank image whose
     tanh output is saturated at -1, and the gradient vanishes there.
     ``G`` is put in eval mode (batch-norm statistics fixed, so images are inverted independently).
+    A class-conditional ``G`` needs the images' ``labels`` (only ``w`` is optimised; the class is given).
     Returns ``(z (N, z_dim), losses)`` with the mean objective before each of the ``steps`` steps.
     """
     checks.images(x, name="images to project")
@@ -409,6 +485,8 @@ def project(G: nn.Module, x: torch.Tensor, steps: int = 200, lr: float = 0.05, z
         z = _check_latent(z_init, z_dim).detach().to(dev).clone()
     if len(z) != len(x):
         raise ValueError(f"z_init must have one row per image, got {len(z)} rows for {len(x)} images")
+    y = _labels_for(G, labels, len(x), dev)
+    cond = () if y is None else (y,)
     if lam > 0:
         if z_anchor is None:
             raise ValueError("lam > 0 needs z_anchor (the encoder's guess E(x))")
@@ -422,7 +500,7 @@ def project(G: nn.Module, x: torch.Tensor, steps: int = 200, lr: float = 0.05, z
     try:
         with torch.enable_grad():  # works even when called under torch.no_grad()
             for _ in range(steps):
-                per_image = ((G(z) - x) ** 2).flatten(1).mean(1)
+                per_image = ((G(z, *cond) - x) ** 2).flatten(1).mean(1)
                 if lam > 0:
                     per_image = per_image + lam * ((z - z_anchor) ** 2).mean(1)
                 losses.append(float(per_image.detach().mean()))
@@ -436,13 +514,20 @@ def project(G: nn.Module, x: torch.Tensor, steps: int = 200, lr: float = 0.05, z
 def encoder_step(E: nn.Module, G: nn.Module, opt: torch.optim.Optimizer, batch: int = 64,
                  generator: torch.Generator | None = None) -> torch.Tensor:
     """One training step of a learning-based inverter on fresh pairs ``(G(z), z)``, ``z ~ N(0, I)``:
-    minimise ``||E(G(z)) - z||^2`` (mean over coordinates). ``G`` is frozen (eval mode). Returns the loss."""
+    minimise ``||E(G(z)) - z||^2`` (mean over coordinates). ``G`` is frozen (eval mode). Returns the loss.
+
+    For a class-conditional ``G`` the pairs are ``(G(z, y), z)`` with ``y`` uniform over the classes:
+    the encoder recovers the latent code ``z`` (the style), the class is given separately.
+    """
     checks.positive_int(batch, "batch")
     dev = next(G.parameters()).device
     G.eval()
     with torch.no_grad():
-        z = torch.randn(batch, G.z_dim, generator=generator).to(dev)
-        x = G(z)
+        z = torch.randn(batch, G.z_dim, generator=generator)
+        k = getattr(G, "num_classes", None)
+        cond = () if k is None else (torch.randint(k, (batch,), generator=generator).to(dev),)
+        z = z.to(dev)
+        x = G(z, *cond)
     loss = ((E(x) - z) ** 2).mean()
     if not torch.isfinite(loss):
         raise FloatingPointError("encoder training diverged: loss is NaN or infinite; lower the learning rate")

@@ -354,3 +354,104 @@ def test_smooth_generator_outputs_bilinear_upsamplings_of_8x8_images():
     assert torch.linalg.matrix_rank(x.flatten(1).double(), rtol=1e-4).item() <= 64
     real, _ = data.digits("train")
     assert torch.linalg.matrix_rank(real[:300].flatten(1).double(), rtol=1e-4).item() <= 64
+
+
+# --- class-conditional DCGAN ---------------------------------------------------------------
+
+def test_labels_onehot_and_its_errors():
+    y = gan.labels_onehot(torch.tensor([2, 0]), 3)
+    assert torch.equal(y, torch.tensor([[0.0, 0, 1], [1, 0, 0]]))
+    w = torch.tensor([[0.25, 0.75, 0.0]])
+    assert torch.equal(gan.labels_onehot(w, 3), w)                      # class weights pass through
+    for bad, err in [(torch.tensor([3]), ValueError), (torch.tensor([-1]), ValueError),
+                     (torch.tensor([[0, 1]]), ValueError), (torch.tensor([True]), TypeError),
+                     (torch.tensor([[0.5, 0.6, 0.0]]), ValueError), (torch.tensor([[1.5, -0.5, 0.0]]), ValueError),
+                     (torch.tensor([[1.0, 0.0]]), ValueError)]:
+        with pytest.raises(err):
+            gan.labels_onehot(bad, 3)
+    with pytest.raises(ValueError, match="one label per sample"):
+        gan.labels_onehot(torch.tensor([0, 1]), 3, n=3)
+
+
+def test_conditional_generator_uses_its_label():
+    torch.manual_seed(0)
+    G = gan.DCGenerator(z_dim=8, ch=4, num_classes=3).eval()
+    z = torch.randn(2, 8)
+    x0, x2 = G(z, torch.tensor([0, 0])), G(z, torch.tensor([2, 2]))
+    assert x0.shape == (2, 1, 16, 16) and not torch.allclose(x0, x2)
+    assert torch.allclose(G(z, gan.labels_onehot(torch.tensor([2, 2]), 3)), x2)   # int label == its one-hot row
+    assert G.sample(4, y=torch.tensor([0, 1, 2, 0])).shape == (4, 1, 16, 16)
+    with pytest.raises(ValueError, match="class-conditional: pass labels"):
+        G(z)
+    with pytest.raises(ValueError, match="one label per sample"):
+        G(z, torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match="unconditional"):
+        gan.DCGenerator(z_dim=8, ch=4)(z, torch.tensor([0, 1]))
+
+
+def test_projection_discriminator_is_linear_in_the_class_weights():
+    """D(x, y) = base(x) + <embed(y), phi(x)>: the label enters only through a term linear in y,
+    so a mixture of two classes gives the same mixture of their logits."""
+    torch.manual_seed(0)
+    D = gan.DCDiscriminator(ch=4, num_classes=3).eval()
+    x = torch.rand(5, 1, 16, 16) * 2 - 1
+    d0, d1 = D(x, torch.zeros(5, dtype=torch.long)), D(x, torch.ones(5, dtype=torch.long))
+    mix = torch.tensor([[0.3, 0.7, 0.0]]).expand(5, 3)
+    assert torch.allclose(D(x, mix), 0.3 * d0 + 0.7 * d1, atol=1e-5)
+    assert not torch.allclose(d0, d1)
+    with torch.no_grad():
+        D.embed.weight.zero_()                                          # no class embedding: no label effect
+    assert torch.allclose(D(x, torch.zeros(5, dtype=torch.long)), D(x, torch.full((5,), 2)))
+    with pytest.raises(ValueError, match="cannot pack"):
+        gan.DCDiscriminator(ch=4, num_classes=3, pack=2)
+    with pytest.raises(ValueError, match="pass labels"):
+        D(x)
+
+
+def test_conditional_train_step_learns_the_label():
+    """Class 0 is a dark image, class 1 a bright one: only if the labels reach G and D consistently
+    can G learn to draw each class's brightness."""
+    torch.manual_seed(0)
+    G, D = gan.DCGenerator(z_dim=4, ch=4, num_classes=2), gan.DCDiscriminator(ch=4, num_classes=2)
+    og, od = gan.adam(G.parameters(), lr=2e-3), gan.adam(D.parameters(), lr=2e-3)
+    labels = torch.arange(32) % 2
+    real = (labels.float() * 1.2 - 0.6).view(32, 1, 1, 1).expand(32, 1, 16, 16).contiguous()
+    for _ in range(150):
+        out = gan.train_step(G, D, og, od, real, torch.randn(32, 4), labels=labels)
+    assert all(torch.isfinite(v) for v in out.values())
+    G.eval()
+    with torch.no_grad():
+        m0 = float(G(torch.randn(64, 4), torch.zeros(64, dtype=torch.long)).mean())
+        m1 = float(G(torch.randn(64, 4), torch.ones(64, dtype=torch.long)).mean())
+    assert m0 < -0.3 and m1 > 0.3, (m0, m1)
+
+
+def test_conditional_train_step_refuses_mismatches():
+    G, D = gan.DCGenerator(z_dim=4, ch=4, num_classes=2), gan.DCDiscriminator(ch=4, num_classes=2)
+    og, od = gan.adam(G.parameters()), gan.adam(D.parameters())
+    real, z = torch.zeros(4, 1, 16, 16), torch.randn(4, 4)
+    with pytest.raises(ValueError, match="pass labels"):
+        gan.train_step(G, D, og, od, real, z)
+    with pytest.raises(ValueError, match="both"):
+        gan.train_step(G, gan.DCDiscriminator(ch=4), og, od, real, z, labels=torch.zeros(4, dtype=torch.long))
+    G2, D2 = gan.DCGenerator(z_dim=4, ch=4), gan.DCDiscriminator(ch=4)
+    with pytest.raises(ValueError, match="unconditional"):
+        gan.train_step(G2, D2, gan.adam(G2.parameters()), gan.adam(D2.parameters()), real, z,
+                       labels=torch.zeros(4, dtype=torch.long))
+
+
+def test_projection_and_encoder_with_a_conditional_generator():
+    torch.manual_seed(0)
+    G = gan.DCGenerator(z_dim=8, ch=8, num_classes=3).eval()
+    y = torch.tensor([0, 1, 2, 1])
+    with torch.no_grad():
+        x = G(torch.randn(4, 8), y)
+    z, losses = gan.project(G, x, steps=60, lr=0.1, labels=y)
+    assert losses[-1] < 0.5 * losses[0]
+    with pytest.raises(ValueError, match="pass labels"):
+        gan.project(G, x, steps=2)
+    E = gan.Encoder(z_dim=8, ch=8)
+    opt = torch.optim.Adam(E.parameters(), lr=1e-3)
+    g = torch.Generator().manual_seed(0)
+    l = [gan.encoder_step(E, G, opt, batch=64, generator=g).item() for _ in range(60)]
+    assert sum(l[-10:]) < sum(l[:10])
