@@ -149,7 +149,12 @@ def digit_feature_net() -> DigitFeatureNet:
         try:
             train.load_checkpoint(path, net, config)
         except (FileNotFoundError, ValueError, RuntimeError):
-            _train_feature_net(net)
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)   # multi-threaded float sums differ in the last bits: train the same net everywhere
+            try:
+                _train_feature_net(net)
+            finally:
+                torch.set_num_threads(threads)
             train.save_checkpoint(path, net, config)
     net.eval()
     _FEATURE_NET = net
