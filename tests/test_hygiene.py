@@ -102,3 +102,14 @@ def test_setup_cell_clone_url_matches_config():
     url = cfg["repository"]["url"].rstrip("/")
     assert f'"{url}.git"' in SETUP
     assert cfg["repository"]["branch"] == "main"
+
+
+def test_notebook_code_is_formatted_to_the_column():
+    """Notebook code is ruff-formatted (88 characters, ruff.toml) so it fits the book's column."""
+    import shutil
+    import subprocess
+
+    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    out = subprocess.run([ruff, "format", "--check", "chapters"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, f"run `ruff format chapters`:\n{out.stdout}{out.stderr}"

@@ -2,14 +2,25 @@
 # Locally the repository root is found above this notebook; on Colab the repository
 # is shallow-cloned once (nothing is pip-installed: Colab already has torch & co.).
 import os, sys, subprocess, pathlib
-REPO_URL = os.environ.get("WORKBOOK_REPO_URL", "https://github.com/hacettepe-cvlab/dgm-workbook.git")
-ROOT = next((p for p in [pathlib.Path.cwd(), *pathlib.Path.cwd().parents] if (p / "lib" / "runtime.py").exists()), None)
+
+REPO_URL = os.environ.get(
+    "WORKBOOK_REPO_URL", "https://github.com/hacettepe-cvlab/dgm-workbook.git"
+)
+HERE = pathlib.Path.cwd()
+ROOT = next(
+    (p for p in [HERE, *HERE.parents] if (p / "lib" / "runtime.py").exists()), None
+)
 if ROOT is None and "google.colab" in sys.modules:
-    ROOT = pathlib.Path.cwd() / "dgm-workbook"
+    ROOT = HERE / "dgm-workbook"
     if not (ROOT / "lib" / "runtime.py").exists():
-        subprocess.run(["git", "clone", "--depth", "1", REPO_URL, str(ROOT)], check=True)
+        cmd = ["git", "clone", "--depth", "1", REPO_URL, str(ROOT)]
+        subprocess.run(cmd, check=True)
 if ROOT is None:
-    raise RuntimeError("Cannot find the workbook's lib/: open this notebook inside the repository, or in Colab.")
+    raise RuntimeError(
+        "Cannot find the workbook's lib/: open this notebook inside the "
+        "repository, or in Colab."
+    )
 sys.path.insert(0, str(ROOT))
 from lib import runtime
+
 DEVICE = runtime.setup(seed=0)
