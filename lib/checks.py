@@ -7,6 +7,8 @@ seeing a silently wrong picture.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -41,9 +43,18 @@ def value_range(x: torch.Tensor, lo: float, hi: float, name: str = "x", tol: flo
     if mn < lo - tol or mx > hi + tol:
         hint = ""
         if hi <= 1 and mx > 1.5:
-            hint = " (it looks like 0..255 pixels: divide by 127.5 and subtract 1 for [-1, 1])"
-        raise ValueError(f"{name} must have values in [{lo}, {hi}], got [{mn:.3g}, {mx:.3g}]{hint}")
+            hint = f" (it looks like 0..255 pixels: {_rescale_hint(lo, hi)})"
+        raise ValueError(f"{name} must have values in [{lo:g}, {hi:g}], got [{mn:.3g}, {mx:.3g}]{hint}")
     return x
+
+
+def _rescale_hint(lo: float, hi: float) -> str:
+    """How to bring 0..255 pixels into ``[lo, hi]``, in words."""
+    if (lo, hi) == (0, 1):
+        return "divide by 255 for [0, 1]"
+    if (lo, hi) == (-1, 1):
+        return "divide by 127.5 and subtract 1 for [-1, 1]"
+    return f"x / 255 * {hi - lo:g} + {lo:g} maps them to [{lo:g}, {hi:g}]"
 
 
 def images(x: torch.Tensor, channels: int | None = None, lo: float = -1.0, hi: float = 1.0,
@@ -95,3 +106,48 @@ def probability(p, name: str = "p") -> float:
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"{name} must be a probability in [0, 1], got {p}")
     return float(p)
+
+
+def floating(x, name: str = "x") -> torch.Tensor:
+    """Check that ``x`` is a floating-point tensor (an integer or bool tensor would truncate
+    the arithmetic done on it, e.g. ``sqrt(alpha_bar) * x`` rounded towards 0)."""
+    tensor(x, name)
+    if not x.dtype.is_floating_point:
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype} "
+                        f"(convert it first, e.g. {name}.float())")
+    return x
+
+
+def nonempty(x: torch.Tensor, name: str = "x") -> torch.Tensor:
+    """Check that the batch ``x (N, ...)`` holds at least one example (``N >= 1``)."""
+    tensor(x, name)
+    if x.dim() == 0 or len(x) == 0:
+        raise ValueError(f"{name} must be a non-empty batch (N, ...) with N >= 1, got shape {tuple(x.shape)}")
+    return x
+
+
+def finite(x: torch.Tensor, name: str = "x") -> torch.Tensor:
+    """Check that every value of ``x`` is finite (no NaN, no +-inf)."""
+    tensor(x, name)
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} must be finite, but it contains NaN or infinite values")
+    return x
+
+
+def timesteps(t, T: int, first: int = 1, name: str = "t") -> torch.Tensor:
+    """Check that ``t`` is an integer tensor of diffusion time steps in ``first .. T``."""
+    tensor(t, name)
+    if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer time steps ({first} .. T = {T}), got dtype {t.dtype}")
+    if t.numel() and (t.min() < first or t.max() > T):
+        raise ValueError(f"time steps must lie in {first} .. T = {T}, got [{int(t.min())}, {int(t.max())}]")
+    return t
+
+
+def nonnegative(v, name: str = "value") -> float:
+    """Check that ``v`` is a finite number ``>= 0`` (e.g. a guidance scale)."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        raise TypeError(f"{name} must be a finite number >= 0, got {type(v).__name__} {v!r}")
+    if not math.isfinite(v) or v < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+    return float(v)

@@ -120,13 +120,9 @@ def _steps(sched: Schedule, t, n: int, device) -> torch.Tensor:
         raise TypeError("t must be an int or an integer tensor, got bool")
     if isinstance(t, int):
         t = torch.full((n,), t, dtype=torch.long)
-    checks.tensor(t, "t")
-    if t.dtype.is_floating_point or t.dtype == torch.bool:
-        raise TypeError(f"t must hold integer time steps, got dtype {t.dtype}")
+    checks.timesteps(t, sched.T, first=1, name="t")
     if t.dim() != 1 or len(t) != n:
         raise ValueError(f"t must be an int or have shape ({n},), got {tuple(t.shape)}")
-    if len(t) and (t.min() < 1 or t.max() > sched.T):
-        raise ValueError(f"time steps must lie in 1 .. T = {sched.T}, got [{int(t.min())}, {int(t.max())}]")
     return t.to(device=device, dtype=torch.long)
 
 
@@ -137,15 +133,32 @@ def _gather(values: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Ten
 
 
 def _data(x: torch.Tensor, name: str) -> torch.Tensor:
-    """Check ``x (N, ...)``; images ``(N, C, H, W)`` must lie in [-1, 1] (2-D points may not)."""
-    checks.tensor(x, name)
+    """Check data ``x (N, ...)``: floating point (an integer ``x0`` would truncate
+    ``sqrt(alpha_bar_t)`` to 0), ``N >= 1``, finite; images ``(N, C, H, W)`` must lie in
+    [-1, 1] (2-D points may not)."""
+    checks.floating(x, name)
     if x.dim() < 2:
         raise ValueError(f"{name} must have shape (N, D) or (N, C, H, W), got {tuple(x.shape)}")
+    checks.nonempty(x, name)
     if x.dim() == 4:
         checks.value_range(x, -1, 1, name)
-    elif not torch.isfinite(x).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
+    else:
+        checks.finite(x, name)
     return x
+
+
+def _state(x: torch.Tensor, name: str) -> torch.Tensor:
+    """Check a noisy state ``x_t (N, ...)``: a non-empty floating-point batch (any range)."""
+    checks.floating(x, name)
+    return checks.nonempty(x, name)
+
+
+def _like(a: torch.Tensor, ref: torch.Tensor, name: str, ref_name: str) -> torch.Tensor:
+    """Check that ``a`` is a floating-point tensor with the shape of ``ref``."""
+    checks.floating(a, name)
+    if a.shape != ref.shape:
+        raise ValueError(f"{name} must have the shape of {ref_name} {tuple(ref.shape)}, got {tuple(a.shape)}")
+    return a
 
 
 def _call(model: Callable, x: torch.Tensor, t: torch.Tensor, y=None) -> torch.Tensor:
@@ -164,10 +177,11 @@ def q_step(sched: Schedule, x_prev: torch.Tensor, t, noise: torch.Tensor | None 
 
     No range check on ``x_prev``: intermediate ``x_t`` leave [-1, 1].
     """
-    checks.tensor(x_prev, "x_prev")
+    _state(x_prev, "x_prev")
     t = _steps(sched, t, len(x_prev), x_prev.device)
     if noise is None:
         noise = torch.randn(x_prev.shape, generator=generator).to(x_prev)
+    _like(noise, x_prev, "noise", "x_prev")
     return _gather(sched.alphas.sqrt(), t, x_prev) * x_prev + _gather(sched.betas.sqrt(), t, x_prev) * noise
 
 
@@ -182,8 +196,7 @@ def q_sample(sched: Schedule, x0: torch.Tensor, t, noise: torch.Tensor | None = 
     t = _steps(sched, t, len(x0), x0.device)
     if noise is None:
         noise = torch.randn(x0.shape, generator=generator).to(x0)
-    if noise.shape != x0.shape:
-        raise ValueError(f"noise must have the shape of x0 {tuple(x0.shape)}, got {tuple(noise.shape)}")
+    _like(noise, x0, "noise", "x0")
     ab = _gather(sched.alpha_bars, t, x0)
     return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
 
@@ -193,7 +206,8 @@ def predict_x0(sched: Schedule, x_t: torch.Tensor, t, eps: torch.Tensor) -> torc
 
     With the true noise ``eps`` this returns ``x_0`` exactly (up to rounding). Shapes as ``x_t``.
     """
-    checks.tensor(x_t, "x_t")
+    _state(x_t, "x_t")
+    _like(eps, x_t, "eps", "x_t")
     t = _steps(sched, t, len(x_t), x_t.device)
     ab = _gather(sched.alpha_bars, t, x_t)
     return (x_t - (1 - ab).sqrt() * eps) / ab.sqrt()
@@ -207,7 +221,8 @@ def posterior_mean(sched: Schedule, x_t: torch.Tensor, t, eps: torch.Tensor) -> 
     This equals the mean of the true posterior ``q(x_{t-1} | x_t, x_0)`` with ``x_0`` replaced by
     :func:`predict_x0` -- exactly ``x_0`` at ``t = 1`` when ``eps`` is the true noise.
     """
-    checks.tensor(x_t, "x_t")
+    _state(x_t, "x_t")
+    _like(eps, x_t, "eps", "x_t")
     t = _steps(sched, t, len(x_t), x_t.device)
     b, a, ab = (_gather(v, t, x_t) for v in (sched.betas, sched.alphas, sched.alpha_bars))
     return (x_t - b / (1 - ab).sqrt() * eps) / a.sqrt()
@@ -251,10 +266,11 @@ def timesteps(T: int, steps: int) -> list[int]:
 
 def _start(shape, generator, device, x_T):
     if x_T is not None:
-        checks.tensor(x_T, "x_T")
-        return x_T.to(device)
-    if not isinstance(shape, (tuple, list, torch.Size)) or len(shape) < 2:
-        raise ValueError(f"shape must be a tuple (N, ...) with at least 2 entries, got {shape!r}")
+        _state(x_T, "x_T")
+        return checks.finite(x_T, "x_T").to(device)
+    if (not isinstance(shape, (tuple, list, torch.Size)) or len(shape) < 2
+            or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in shape)):
+        raise ValueError(f"shape must be a tuple (N, ...) of at least 2 positive ints, got {shape!r}")
     return torch.randn(tuple(shape), generator=generator).to(device)
 
 
@@ -313,8 +329,7 @@ def ddim_sample(model: Callable, sched: Schedule, shape=None, steps: int = 50, e
     few steps); ``eta = 1`` is ancestral sampling with ``c = beta_tilde``. Arguments and return
     value as :func:`ddpm_sample`.
     """
-    if not isinstance(eta, (int, float)) or isinstance(eta, bool) or eta < 0:
-        raise ValueError(f"eta must be a number >= 0, got {eta!r}")
+    checks.nonnegative(eta, "eta")
     seq = timesteps(sched.T, steps) + [0]
     x = _start(shape, generator, device, x_T)
     traj = [x.cpu()] if return_trajectory else None
@@ -341,14 +356,14 @@ def cfg_eps(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, w: float) -> torch
     """Classifier-free guidance (Ho & Salimans 2022): ``eps_uncond + w (eps_cond - eps_uncond)``.
 
     ``w = 0`` is the unconditional model, ``w = 1`` the conditional one, ``w > 1`` extrapolates
-    away from the unconditional prediction (sharper, less diverse samples). Shapes must match.
+    away from the unconditional prediction (sharper, less diverse samples). Shapes must match;
+    ``w`` must be a finite number ``>= 0``.
     """
     checks.tensor(eps_cond, "eps_cond"); checks.tensor(eps_uncond, "eps_uncond")
     if eps_cond.shape != eps_uncond.shape:
         raise ValueError(f"eps_cond and eps_uncond must have the same shape, got "
                          f"{tuple(eps_cond.shape)} and {tuple(eps_uncond.shape)}")
-    if not isinstance(w, (int, float)) or isinstance(w, bool) or not math.isfinite(w):
-        raise TypeError(f"guidance weight w must be a finite number, got {w!r}")
+    checks.nonnegative(w, "guidance scale w")
     return eps_uncond + w * (eps_cond - eps_uncond)
 
 
@@ -360,5 +375,5 @@ def guided(model: Callable, y, w: float, null=None) -> Callable:
     """
     def eps(x, t):
         return cfg_eps(model(x, t, y), model(x, t, null), w)
-    cfg_eps(torch.zeros(1), torch.zeros(1), w)  # validates w now, not at sampling time
+    checks.nonnegative(w, "guidance scale w")  # now, not at sampling time
     return eps

@@ -1,41 +1,35 @@
 """Text-to-image by latent diffusion with classifier-free guidance (introduced in chapter 9).
 
-A minimal, self-contained version of the lecture's *Latent diffusion* / *Stable Diffusion*
-slides, small enough for a CPU:
+A minimal version of the lecture's *Latent diffusion* / *Stable Diffusion* slides, small
+enough for a CPU, used by ``chapters/09-foundation-models/text_to_image.ipynb``:
 
-1. :class:`SceneVAE` -- a small convolutional VAE compresses a 32x32 RGB scene into a
-   ``z_dim``-vector (the "autoencoder" of latent diffusion; chapter 9's CLIP notebook also
-   uses its decoder as the generator that CLIP steers);
-2. :class:`LatentDenoiser` -- an MLP that predicts the noise added to a latent, given the
-   time step and a caption encoded by a small Transformer (:class:`lib.clip.TextEncoder`);
-   captions are dropped (replaced by a learned "null" embedding) with probability
-   ``p_uncond`` during training, so one network is both conditional and unconditional;
-3. :func:`ddim_sample` -- deterministic DDIM sampling with *classifier-free guidance*
-   :func:`cfg_eps`: ``eps = eps_uncond + w (eps_cond - eps_uncond)``.
+1. :class:`LatentAutoencoder` -- the "first stage": a *spatial* latent like Stable
+   Diffusion's (``(N, 3, 32, 32) <-> (N, C, 8, 8)``);
+2. :class:`TextUNet` -- a text-conditioned U-Net ``eps_theta(z_t, t, caption)`` with a
+   jointly trained text encoder (:class:`lib.clip.TextEncoder`);
+3. :func:`text_diffusion_loss` -- training with caption dropout, so one network is both
+   the conditional and the unconditional model;
+4. :func:`generate` -- DDIM in the latent space with classifier-free guidance, both from
+   :mod:`lib.diffusion` (the schedules, the loss, the samplers and the guidance of chapter 5:
+   this module adds no second copy of them);
+5. :func:`caption_labels`, :func:`content_match` -- the labels a caption asks for, to
+   measure prompt adherence.
 
-(Chapter 5's ``lib.diffusion`` is the general pixel-space version of the schedules and
-samplers; the vector-latent code above keeps its own few lines so that it does not depend on it.)
-
-The text-to-image notebook (``chapters/09-foundation-models/text_to_image.ipynb``) uses the
-second half of the module: a *spatial* latent like Stable Diffusion's
-(:class:`LatentAutoencoder`, 32x32x3 -> 8x8xC), a text-conditioned U-Net
-(:class:`TextUNet`), caption dropout (:func:`text_diffusion_loss`), guided sampling with
-``lib.diffusion`` (:func:`generate`) and the labels a caption asks for
-(:func:`caption_labels`, :func:`content_match`) to measure prompt adherence.
+Also here: :class:`SceneVAE`, a small convolutional VAE of the same 32x32 scenes with a
+*vector* latent, whose decoder chapter 9's CLIP notebook steers with CLIP (its KL and
+reparameterisation are :func:`lib.vae.gaussian_kl` and :func:`lib.vae.reparameterize`).
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from . import checks, data
 from .clip import TextEncoder
+from . import diffusion, nets, vae
 
 
-# --- the autoencoder ---------------------------------------------------------------------------
+# --- a VAE of scenes with a vector latent (the generator CLIP steers in chapter 9) -------------
 
 class SceneVAE(nn.Module):
     """Convolutional VAE for ``(N, 3, 32, 32)`` images in ``[-1, 1]`` with a ``z_dim`` latent.
@@ -64,158 +58,28 @@ class SceneVAE(nn.Module):
         self.w = w
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images ``(N, 3, 32, 32)`` -> ``(mu, logvar)`` of ``q(z | x)``, each ``(N, z_dim)``."""
         checks.shape(x, (None, 3, 32, 32), "images")
         mu, logvar = self.enc(x).chunk(2, dim=1)
         return mu, logvar.clamp(-10, 5)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents ``(N, z_dim)`` -> images ``(N, 3, 32, 32)`` in ``[-1, 1]``."""
         checks.shape(z, (None, self.z_dim), "z")
         return self.dec(self.dec_in(z).view(-1, 2 * self.w, 4, 4))
 
     def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"loss": negative ELBO, "recon": squared error, "kl": KL}``, each averaged over the batch."""
         mu, logvar = self.encode(x)
-        z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
+        z = vae.reparameterize(mu, logvar)
         recon = (self.decode(z) - x).pow(2).flatten(1).sum(1).mean()
-        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1).mean()
+        kl = vae.gaussian_kl(mu, logvar).mean()
         return {"loss": recon / (2 * self.sigma ** 2) + self.beta * kl, "recon": recon, "kl": kl}
-
-
-# --- the noise schedule and the forward process -----------------------------------------------
-
-def cosine_alpha_bar(T: int, s: float = 0.008) -> torch.Tensor:
-    """``alpha_bar_t`` for ``t = 0 .. T`` (``(T+1,)``; ``alpha_bar_0 = 1``), the cosine schedule
-    of Nichol & Dhariwal (2021), clipped so that every ``beta_t <= 0.999``."""
-    checks.positive_int(T, "T")
-    t = torch.linspace(0, 1, T + 1, dtype=torch.float64)
-    f = torch.cos((t + s) / (1 + s) * math.pi / 2) ** 2
-    ab = f / f[0]
-    betas = (1 - ab[1:] / ab[:-1]).clamp(max=0.999)
-    return torch.cat([torch.ones(1, dtype=torch.float64), torch.cumprod(1 - betas, 0)]).float()
-
-
-def q_sample(z0: torch.Tensor, t: torch.Tensor, alpha_bar: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-    """``z_t = sqrt(alpha_bar_t) z_0 + sqrt(1 - alpha_bar_t) noise`` for latents ``(N, D)``, ``t (N,)``."""
-    ab = alpha_bar.to(z0.device)[t].unsqueeze(1)
-    return ab.sqrt() * z0 + (1 - ab).sqrt() * noise
-
-
-# --- the text-conditioned denoiser -----------------------------------------------------------
-
-def time_embedding(t: torch.Tensor, dim: int, T: int) -> torch.Tensor:
-    """Sinusoidal embedding ``(N, dim)`` of integer time steps ``t (N,)`` in ``0 .. T``."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(1000.0) * torch.arange(half, device=t.device) / half)
-    a = (t.float() / T * 1000.0)[:, None] * freqs[None] / 10
-    return torch.cat([a.sin(), a.cos()], 1)
-
-
-class LatentDenoiser(nn.Module):
-    """Predict the noise ``eps (N, z_dim)`` in a noisy latent ``z_t (N, z_dim)`` at step ``t (N,)``,
-    given caption tokens ``(N, L)`` (or ``None``: unconditional).
-
-    The caption goes through a small Transformer (:class:`lib.clip.TextEncoder`, trained jointly);
-    ``drop (N,)`` bool replaces chosen captions by the learned null embedding (classifier-free
-    guidance training). Residual MLP blocks get the time + text embedding added to their input.
-    """
-
-    def __init__(self, z_dim: int = 32, T: int = 200, width: int = 256, blocks: int = 4, cond_dim: int = 64):
-        super().__init__()
-        self.z_dim, self.T = z_dim, T
-        self.text = TextEncoder(cond_dim)
-        self.null = nn.Parameter(torch.zeros(cond_dim))
-        self.emb = nn.Sequential(nn.Linear(64 + cond_dim, width), nn.SiLU(), nn.Linear(width, width))
-        self.inp = nn.Linear(z_dim, width)
-        self.blocks = nn.ModuleList(nn.Sequential(nn.LayerNorm(width), nn.SiLU(), nn.Linear(width, width),
-                                                  nn.SiLU(), nn.Linear(width, width)) for _ in range(blocks))
-        self.out = nn.Sequential(nn.LayerNorm(width), nn.SiLU(), nn.Linear(width, z_dim))
-
-    def condition(self, tokens: torch.Tensor | None, n: int, drop: torch.Tensor | None = None) -> torch.Tensor:
-        """Text embedding ``(n, cond_dim)``: the encoded caption, or the null embedding where
-        ``tokens`` is ``None`` or ``drop`` is True."""
-        if tokens is None:
-            return self.null.expand(n, -1)
-        c = self.text(tokens)
-        if drop is not None:
-            c = torch.where(drop[:, None].to(c.device), self.null.expand_as(c), c)
-        return c
-
-    def forward(self, z: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor | None = None,
-                drop: torch.Tensor | None = None, cond: torch.Tensor | None = None) -> torch.Tensor:
-        checks.shape(z, (None, self.z_dim), "z")
-        if cond is None:
-            cond = self.condition(tokens, len(z), drop)
-        e = self.emb(torch.cat([time_embedding(t, 64, self.T), cond], 1))
-        h = self.inp(z)
-        for blk in self.blocks:
-            h = h + blk(h + e)
-        return self.out(h)
-
-
-def diffusion_loss(model: LatentDenoiser, z0: torch.Tensor, tokens: torch.Tensor, alpha_bar: torch.Tensor,
-                   p_uncond: float = 0.15, generator: torch.Generator | None = None) -> torch.Tensor:
-    """The DDPM "simple" loss ``|eps - eps_theta(z_t, t, c)|^2`` (mean), with a uniformly drawn
-    ``t in 1..T`` and captions dropped with probability ``p_uncond`` (for classifier-free guidance)."""
-    checks.probability(p_uncond, "p_uncond")
-    n, dev = len(z0), z0.device
-    t = torch.randint(1, model.T + 1, (n,), generator=generator).to(dev)
-    noise = torch.randn(z0.shape, generator=generator).to(dev)
-    drop = (torch.rand(n, generator=generator) < p_uncond).to(dev)
-    return F.mse_loss(model(q_sample(z0, t, alpha_bar, noise), t, tokens, drop), noise)
-
-
-# --- guidance and sampling ---------------------------------------------------------------------
-
-def cfg_eps(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, w: float) -> torch.Tensor:
-    """Classifier-free guidance: ``eps_uncond + w * (eps_cond - eps_uncond)``.
-
-    ``w = 0`` is the unconditional model, ``w = 1`` the conditional one, ``w > 1`` pushes
-    samples further towards what distinguishes the caption from "anything"."""
-    if eps_cond.shape != eps_uncond.shape:
-        raise ValueError(f"eps_cond and eps_uncond must have the same shape, got {tuple(eps_cond.shape)} "
-                         f"and {tuple(eps_uncond.shape)}")
-    _check_w(w)
-    return eps_uncond + w * (eps_cond - eps_uncond)
-
-
-def _check_w(w):
-    if not isinstance(w, (int, float)) or isinstance(w, bool) or not math.isfinite(w) or w < 0:
-        raise ValueError(f"guidance scale w must be a finite number >= 0, got {w!r}")
-
-
-@torch.no_grad()
-def ddim_sample(model: LatentDenoiser, captions, alpha_bar: torch.Tensor, w: float = 1.0, steps: int = 50,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-    """Latents ``(N, z_dim)`` for ``N`` captions by deterministic DDIM (eta = 0) with ``steps``
-    evenly spaced steps and classifier-free guidance scale ``w`` (:func:`cfg_eps`)."""
-    checks.positive_int(steps, "steps")
-    _check_w(w)
-    if isinstance(captions, str) or len(captions) == 0:
-        raise ValueError("captions must be a non-empty list of captions")
-    dev = next(model.parameters()).device
-    n = len(captions)
-    cond = model.condition(data.tokenize(list(captions)).to(dev), n)
-    null = model.condition(None, n)
-    z = torch.randn(n, model.z_dim, generator=generator).to(dev)
-    ts = torch.linspace(model.T, 0, min(steps, model.T) + 1).round().long().tolist()
-    ab = alpha_bar.to(dev)
-    for t, s in zip(ts[:-1], ts[1:]):
-        tt = torch.full((n,), t, device=dev, dtype=torch.long)
-        if w == 0:
-            eps = model(z, tt, cond=null)
-        elif w == 1:
-            eps = model(z, tt, cond=cond)
-        else:
-            e = model(torch.cat([z, z]), torch.cat([tt, tt]), cond=torch.cat([cond, null]))
-            eps = cfg_eps(e[:n], e[n:], w)
-        z0 = (z - (1 - ab[t]).sqrt() * eps) / ab[t].sqrt()
-        z = ab[s].sqrt() * z0 + (1 - ab[s]).sqrt() * eps
-    return z
 
 
 # --- latent diffusion with a *spatial* latent (the text-to-image notebook) --------------------
 #
-# The vector latent above is what CLIP steers in chapter 9's first notebook. Stable Diffusion
+# The vector latent above is what CLIP steers in chapter 9's CLIP notebook. Stable Diffusion
 # keeps the latent *spatial*: a small image with a few channels, a factor 4-8 smaller than
 # the picture, denoised by a U-Net that reads the caption. The text-to-image notebook uses:
 #
@@ -299,7 +163,6 @@ class TextUNet(nn.Module):
     def __init__(self, channels: int = 4, base: int = 32, mults: tuple = (1, 2), cond_dim: int = 64,
                  map_channels: int = 16):
         super().__init__()
-        from . import nets
         checks.positive_int(map_channels, "map_channels")
         self.channels, self.cond_dim = channels, cond_dim
         self.text = TextEncoder(cond_dim)
@@ -336,7 +199,6 @@ def text_diffusion_loss(model: TextUNet, sched, z0: torch.Tensor, tokens: torch.
     (:func:`lib.diffusion.eps_loss`, ``t`` uniform in ``1..T``) with each caption dropped
     (replaced by "no caption") with probability ``p_uncond``. ``z0 (N, C, H, W)`` latents in
     ``[-1, 1]``, ``tokens (N, L)``; ``sched`` a :class:`lib.diffusion.Schedule`."""
-    from . import diffusion
     checks.probability(p_uncond, "p_uncond")
     drop = torch.rand(len(z0), generator=generator) < p_uncond
     return diffusion.eps_loss(lambda x, t, y: model(x, t, y, drop), sched, z0, y=tokens, generator=generator)
@@ -352,10 +214,9 @@ def generate(model: TextUNet, autoencoder: LatentAutoencoder, sched, captions, w
     ``eps = eps(no caption) + w (eps(caption) - eps(no caption))`` (:func:`lib.diffusion.cfg_eps`;
     ``w = 0``: unconditional, ``w = 1``: conditional), then the decoder.
     """
-    from . import diffusion
     if isinstance(captions, str) or len(captions) == 0:
         raise ValueError("captions must be a non-empty list of captions")
-    _check_w(w)
+    checks.nonnegative(w, "guidance scale w")
     dev = next(model.parameters()).device
     tokens = data.tokenize(list(captions)).to(dev)
     if w == 0:                                    # the two special cases need one network call

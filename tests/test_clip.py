@@ -1,4 +1,4 @@
-"""lib.clip (chapter 9) and lib.text2image's guidance: the properties the chapter relies on."""
+"""lib.clip (chapter 9): the properties the chapter relies on."""
 import itertools
 import math
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lib import clip, data, text2image
+from lib import clip, data
 
 
 def unit(x):
@@ -230,65 +230,3 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match=r"\[-1, 1\]"):
         clip.SceneJudge(width=8).predict(torch.full((2, 3, 32, 32), 255.0))
 
-
-# --- text-to-image: guidance, schedule, sampler ------------------------------------------------
-
-def test_guidance_scale_zero_and_one_are_unconditional_and_conditional():
-    g = torch.Generator().manual_seed(0)
-    ec, eu = torch.randn(5, 8, generator=g), torch.randn(5, 8, generator=g)
-    assert torch.equal(text2image.cfg_eps(ec, eu, 0.0), eu)
-    assert torch.allclose(text2image.cfg_eps(ec, eu, 1.0), ec)
-    assert torch.allclose(text2image.cfg_eps(ec, eu, 3.0), eu + 3 * (ec - eu))
-    with pytest.raises(ValueError):
-        text2image.cfg_eps(ec, eu[:2], 1.0)
-    with pytest.raises(ValueError, match="guidance"):
-        text2image.cfg_eps(ec, eu, -1.0)
-
-
-def test_guided_sampler_reduces_to_the_two_models():
-    torch.manual_seed(0)
-    model = text2image.LatentDenoiser(z_dim=4, T=20, width=16, blocks=1, cond_dim=16).eval()
-    with torch.no_grad():
-        model.null.normal_()
-    ab = text2image.cosine_alpha_bar(20)
-    caps = ["a small red square at the top", "a large blue circle above a small red cross"]
-    run = lambda w: text2image.ddim_sample(model, caps, ab, w=w, steps=5, generator=torch.Generator().manual_seed(1))
-    z0, z1, z2 = run(0), run(1), run(2.0)
-    # w = 0 ignores the caption: the same latents for any caption
-    other = text2image.ddim_sample(model, caps[::-1], ab, w=0, steps=5, generator=torch.Generator().manual_seed(1))
-    assert torch.allclose(z0, other, atol=1e-6)
-    # the batched guided path with w = 1 equals the conditional path, w = 0 the unconditional one
-    run_b = lambda w: text2image.ddim_sample(model, caps, ab, w=w + 1e-12, steps=5,
-                                             generator=torch.Generator().manual_seed(1))
-    assert torch.allclose(run_b(1), z1, atol=1e-5) and torch.allclose(run_b(0), z0, atol=1e-5)
-    assert not torch.allclose(z1, z2)
-    with pytest.raises(ValueError, match="guidance"):
-        run(-0.5)
-
-
-def test_cosine_schedule_and_forward_process():
-    ab = text2image.cosine_alpha_bar(100)
-    assert ab.shape == (101,) and ab[0] == 1 and ab[-1] < 1e-3
-    assert (ab[1:] < ab[:-1]).all()
-    z0 = torch.randn(20000, 2)
-    zt = text2image.q_sample(z0, torch.full((20000,), 50), ab, torch.randn(20000, 2))
-    assert zt.var(0).mean().item() == pytest.approx(1.0, abs=0.05)       # variance preserving
-    assert (zt * z0).mean().item() == pytest.approx(ab[50].sqrt().item(), abs=0.03)
-
-
-def test_vae_and_denoiser_shapes_and_losses():
-    torch.manual_seed(0)
-    vae = text2image.SceneVAE(z_dim=8, width=8)
-    x = data.captioned_scenes("train", 4).images
-    mu, logvar = vae.encode(x)
-    assert mu.shape == logvar.shape == (4, 8) and vae.decode(mu).shape == (4, 3, 32, 32)
-    out = vae.loss(x)
-    assert out["kl"] >= 0 and torch.isfinite(out["loss"])
-    den = text2image.LatentDenoiser(z_dim=8, T=10, width=16, blocks=1, cond_dim=16)
-    tok = data.tokenize(data.captioned_scenes("train", 4).captions)
-    loss = text2image.diffusion_loss(den, mu.detach(), tok, text2image.cosine_alpha_bar(10), p_uncond=0.5)
-    assert loss.item() > 0
-    with pytest.raises(ValueError):
-        text2image.diffusion_loss(den, mu.detach(), tok, text2image.cosine_alpha_bar(10), p_uncond=2.0)
-    with pytest.raises(ValueError, match="shape"):
-        vae.encode(torch.zeros(2, 3, 16, 16))

@@ -230,6 +230,115 @@ def test_classifier_free_guidance_combination():
         diffusion.guided(model, None, "strong")
 
 
+def test_guidance_scale_limits_and_checks():
+    # (moved from the removed duplicate lib.text2image.cfg_eps)
+    g = torch.Generator().manual_seed(0)
+    ec, eu = torch.randn(5, 8, generator=g), torch.randn(5, 8, generator=g)
+    assert torch.equal(diffusion.cfg_eps(ec, eu, 0.0), eu)
+    assert torch.allclose(diffusion.cfg_eps(ec, eu, 1.0), ec)
+    assert torch.allclose(diffusion.cfg_eps(ec, eu, 3.0), eu + 3 * (ec - eu))
+    with pytest.raises(ValueError, match="shape"):
+        diffusion.cfg_eps(ec, eu[:2], 1.0)
+    for bad in (-1.0, math.nan, math.inf):
+        with pytest.raises(ValueError, match="guidance scale w must be a finite number >= 0"):
+            diffusion.cfg_eps(ec, eu, bad)
+        with pytest.raises(ValueError, match="guidance scale"):
+            diffusion.guided(lambda x, t, y: x, None, bad)     # refused when wrapping, not when sampling
+    with pytest.raises(TypeError, match="guidance scale"):
+        diffusion.cfg_eps(ec, eu, True)
+
+
+def conditional_denoiser():
+    """A small conditional denoiser: eps depends on x, t and (unless y is None) a label y."""
+    torch.manual_seed(0)
+    lin, emb = torch.nn.Linear(2, 2), torch.nn.Embedding(2, 2)
+
+    def model(x, t, y=None):
+        h = lin(x) * (t.float()[:, None] / 20)
+        return h if y is None else h + emb(y)
+    return model
+
+
+def test_guided_sampler_reduces_to_the_unconditional_and_the_conditional_model():
+    # (moved from the removed duplicate lib.text2image.ddim_sample)
+    sched, model = diffusion.cosine_schedule(20), conditional_denoiser()
+    y, other = torch.tensor([0, 1, 1]), torch.tensor([1, 0, 0])
+    run = lambda eps: diffusion.ddim_sample(eps, sched, (3, 2), steps=5,
+                                            generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        unc, cond = run(lambda x, t: model(x, t)), run(lambda x, t: model(x, t, y))
+        z0, z1, z2 = (run(diffusion.guided(model, y, w)) for w in (0.0, 1.0, 2.0))
+        # w = 0 ignores the condition: the same samples for any label
+        assert torch.allclose(z0, run(diffusion.guided(model, other, 0.0)), atol=1e-6)
+        assert torch.allclose(z0, unc, atol=1e-6) and torch.allclose(z1, cond, atol=1e-5)
+        assert not torch.allclose(z1, z2, atol=1e-4)
+        # DDIM (eta = 0) is deterministic given the generator's seed
+        assert torch.equal(z2, run(diffusion.guided(model, y, 2.0)))
+
+
+def test_cosine_schedule_forward_process_preserves_variance():
+    # (moved from the removed duplicate lib.text2image.cosine_alpha_bar / q_sample)
+    ab = diffusion.cosine_schedule(100).alpha_bars
+    assert ab.shape == (101,) and ab[0] == 1 and ab[-1] < 1e-3
+    assert (ab[1:] < ab[:-1]).all()
+    z0 = torch.randn(20000, 2)
+    zt = diffusion.q_sample(diffusion.cosine_schedule(100), z0, torch.full((20000,), 50), torch.randn(20000, 2))
+    assert zt.var(0).mean().item() == pytest.approx(1.0, abs=0.05)       # variance preserving
+    assert (zt * z0).mean().item() == pytest.approx(ab[50].sqrt().item(), abs=0.03)
+
+
+def test_integer_data_is_refused_not_truncated():
+    # before, an int64 x0 cast sqrt(alpha_bar_t) to 0: x_t was pure (truncated) noise
+    sched = diffusion.linear_schedule(100)
+    x_int = torch.ones(2, 1, 4, 4, dtype=torch.long)
+    with pytest.raises(TypeError, match="x0 must be a floating-point tensor, got dtype torch.int64"):
+        diffusion.q_sample(sched, x_int, 5)
+    with pytest.raises(TypeError, match="floating-point"):
+        diffusion.eps_loss(lambda a, b: a, sched, x_int)
+    with pytest.raises(TypeError, match="floating-point"):
+        diffusion.q_step(sched, x_int, 5)
+    with pytest.raises(TypeError, match="floating-point"):
+        diffusion.predict_x0(sched, x_int, 5, torch.zeros(2, 1, 4, 4))
+    with pytest.raises(TypeError, match="floating-point"):
+        diffusion.ddim_sample(lambda a, b: a, sched, x_T=torch.zeros(2, 2, dtype=torch.long), steps=2)
+    # the float version of the same data goes through, with sqrt(alpha_bar) intact
+    x = x_int.float()
+    noise = torch.zeros_like(x)
+    assert torch.allclose(diffusion.q_sample(sched, x, 5, noise=noise), sched.alpha_bars[5].sqrt().float() * x)
+
+
+def test_empty_nonfinite_and_misshapen_batches_are_refused():
+    sched = diffusion.linear_schedule(100)
+    with pytest.raises(ValueError, match="non-empty"):
+        diffusion.q_sample(sched, torch.zeros(0, 2), 5)
+    with pytest.raises(ValueError, match="non-empty"):
+        diffusion.eps_loss(lambda a, b: a, sched, torch.zeros(0, 1, 4, 4))
+    with pytest.raises(ValueError, match="finite"):
+        diffusion.q_sample(sched, torch.tensor([[0.0, math.nan]]), 5)
+    with pytest.raises(ValueError, match="finite"):
+        diffusion.eps_loss(lambda a, b: a, sched, torch.full((1, 1, 2, 2), math.inf))
+    with pytest.raises(ValueError, match="finite"):
+        diffusion.ddpm_sample(lambda a, b: a, sched, x_T=torch.full((2, 2), math.nan), steps=2)
+    with pytest.raises(ValueError, match="positive ints"):
+        diffusion.ddim_sample(lambda a, b: a, sched, (0, 2), steps=2)
+    with pytest.raises(ValueError, match="shape of x0"):
+        diffusion.q_sample(sched, torch.zeros(2, 2), 5, noise=torch.zeros(2, 1))
+    with pytest.raises(ValueError, match="shape of x_t"):
+        diffusion.predict_x0(sched, torch.zeros(2, 2), 5, torch.zeros(1, 2))
+    with pytest.raises(ValueError, match="shape of x_prev"):
+        diffusion.q_step(sched, torch.zeros(2, 2), 5, noise=torch.zeros(2))
+    # time steps: integer, in 1 .. T, one per example, also for the loss
+    with pytest.raises(TypeError, match="integer time steps"):
+        diffusion.eps_loss(lambda a, b: a, sched, torch.zeros(2, 2), t=torch.tensor([1.0, 2.0]))
+    with pytest.raises(ValueError, match="1 .. T = 100"):
+        diffusion.eps_loss(lambda a, b: a, sched, torch.zeros(2, 2), t=torch.tensor([0, 2]))
+    with pytest.raises(ValueError, match=r"shape \(2,\)"):
+        diffusion.eps_loss(lambda a, b: a, sched, torch.zeros(2, 2), t=torch.tensor([1]))
+    for bad in (math.nan, -0.5):
+        with pytest.raises(ValueError, match="eta"):
+            diffusion.ddim_sample(lambda a, b: a, sched, (2, 2), steps=2, eta=bad)
+
+
 def test_bad_inputs_raise_clear_errors():
     sched = diffusion.linear_schedule(100)
     x = torch.zeros(2, 1, 4, 4)

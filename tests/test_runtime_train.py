@@ -123,3 +123,55 @@ def test_checks_messages():
         checks.probability(1.5)
     with pytest.raises(ValueError, match="unknown"):
         checks.choice("x", ("a", "b"))
+
+
+def test_checks_range_hint_names_the_expected_range():
+    # 0..255 pixels where [0, 1] is expected: the hint must not suggest [-1, 1]
+    with pytest.raises(ValueError, match=r"\[0, 1\].*divide by 255 for \[0, 1\]") as e:
+        checks.images(torch.full((1, 1, 4, 4), 200.0), lo=0.0, hi=1.0)
+    assert "[-1, 1]" not in str(e.value) and "127.5" not in str(e.value)
+    with pytest.raises(ValueError, match=r"0\.\.255 pixels: divide by 127.5 and subtract 1 for \[-1, 1\]"):
+        checks.value_range(torch.tensor([0.0, 255.0]), -1, 1)
+    with pytest.raises(ValueError, match=r"x / 255 \* 0.5 \+ 0.5 maps them to \[0.5, 1\]") as e:
+        checks.value_range(torch.tensor([0.0, 255.0]), 0.5, 1.0)
+    assert "[-1, 1]" not in str(e.value)
+    with pytest.raises(ValueError) as e:                 # slightly out of range: no 0..255 hint
+        checks.value_range(torch.tensor([1.2]), 0, 1)
+    assert "255" not in str(e.value)
+
+
+def test_checks_floating_nonempty_finite_timesteps_nonnegative():
+    x = torch.zeros(3, 2)
+    assert checks.floating(x) is x and checks.nonempty(x) is x and checks.finite(x) is x
+    with pytest.raises(TypeError, match="x0 must be a floating-point tensor, got dtype torch.int64"):
+        checks.floating(torch.zeros(2, dtype=torch.long), "x0")
+    with pytest.raises(TypeError, match="floating-point"):
+        checks.floating(torch.zeros(2, dtype=torch.bool))
+    with pytest.raises(TypeError):
+        checks.floating([0.0])
+    with pytest.raises(ValueError, match="non-empty batch"):
+        checks.nonempty(torch.zeros(0, 2))
+    with pytest.raises(ValueError, match="non-empty batch"):
+        checks.nonempty(torch.tensor(1.0))
+    with pytest.raises(ValueError, match="finite"):
+        checks.finite(torch.tensor([1.0, math.inf]))
+    with pytest.raises(ValueError, match="finite"):
+        checks.finite(torch.tensor([math.nan]))
+    t = torch.tensor([1, 5, 10])
+    assert checks.timesteps(t, 10) is t
+    assert checks.timesteps(torch.tensor([0, 9]), 9, first=0) is not None
+    with pytest.raises(ValueError, match=r"time steps must lie in 1 \.\. T = 9, got \[1, 10\]"):
+        checks.timesteps(t, 9)
+    with pytest.raises(ValueError, match=r"0 \.\. T = 10"):
+        checks.timesteps(torch.tensor([-1]), 10, first=0)
+    with pytest.raises(TypeError, match="integer time steps"):
+        checks.timesteps(torch.tensor([1.0]), 10)
+    with pytest.raises(TypeError, match="integer time steps"):
+        checks.timesteps(torch.tensor([True]), 10)
+    assert checks.nonnegative(0) == 0.0 and checks.nonnegative(2.5, "w") == 2.5
+    for bad in (-1e-9, math.nan, math.inf):
+        with pytest.raises(ValueError, match="w must be a finite number >= 0"):
+            checks.nonnegative(bad, "w")
+    for bad in ("3", True, None):
+        with pytest.raises(TypeError, match="w must be a finite number >= 0"):
+            checks.nonnegative(bad, "w")

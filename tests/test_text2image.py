@@ -1,5 +1,6 @@
 """lib.text2image's latent diffusion (chapter 9b): autoencoder, text-conditioned U-Net,
-caption dropout, guided generation, and the labels a caption asks for."""
+caption dropout, guided generation, the labels a caption asks for; and the scene VAE that
+chapter 9's CLIP notebook steers."""
 import pytest
 import torch
 
@@ -139,3 +140,21 @@ def test_content_match_ignores_shape_and_arrangement_only():
     assert text2image.content_match(p, t).tolist() == want
     with pytest.raises(ValueError, match="missing"):
         text2image.content_match({"n_objects": t["n_objects"]}, t)
+
+
+def test_scene_vae_shapes_and_loss():
+    torch.manual_seed(0)
+    vae = text2image.SceneVAE(z_dim=8, width=8)
+    x = data.captioned_scenes("train", 4).images
+    mu, logvar = vae.encode(x)
+    assert mu.shape == logvar.shape == (4, 8) and vae.decode(mu).shape == (4, 3, 32, 32)
+    out = vae.loss(x)
+    assert out["kl"] >= 0 and torch.isfinite(out["loss"])
+    # the negative ELBO is recon / (2 sigma^2) + beta KL, with the KL in closed form
+    assert out["loss"].item() == pytest.approx((out["recon"] / (2 * 0.1 ** 2) + out["kl"]).item(), rel=1e-6)
+    want_kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1).mean()
+    assert out["kl"].item() == pytest.approx(want_kl.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="shape"):
+        vae.encode(torch.zeros(2, 3, 16, 16))
+    with pytest.raises(ValueError, match="shape"):
+        vae.decode(torch.zeros(2, 9))
