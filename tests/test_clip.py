@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lib import clip, data, text2image
+from lib import clip, scenes, text2image
 
 
 def unit(x):
@@ -65,7 +65,7 @@ def test_clip_model_shapes_units_and_temperature():
     with torch.no_grad():
         m.logit_scale.fill_(10.0)
     assert m.scale().item() == pytest.approx(100.0)                         # clamped
-    loss = m(x, data.tokenize(["a small red square at the top"] * 4))
+    loss = m(x, scenes.tokenize(["a small red square at the top"] * 4))
     loss.backward()
     assert m.logit_scale.grad is not None                                   # the temperature is learned
     # word order matters to the text encoder
@@ -73,17 +73,17 @@ def test_clip_model_shapes_units_and_temperature():
                               "a small blue square above a large red circle"])
     assert not torch.allclose(a, b)
     # padding does not change the embedding
-    t = data.tokenize(["a small red square at the top"])
-    t2 = data.tokenize(["a small red square at the top"])
+    t = scenes.tokenize(["a small red square at the top"])
+    t2 = scenes.tokenize(["a small red square at the top"])
     assert torch.allclose(m.encode_text(t), m.encode_text(t2))
 
 
 def test_clip_learns_a_tiny_matching_problem():
     torch.manual_seed(0)
-    s = data.captioned_scenes("train", 32, p_two=0.0)
+    s = scenes.captioned_scenes("train", 32, p_two=0.0)
     m = clip.CLIP(dim=16, width=8)
     opt = torch.optim.Adam(m.parameters(), lr=3e-3)
-    tok = data.tokenize(s.captions)
+    tok = scenes.tokenize(s.captions)
     first = m(s.images, tok).item()
     for _ in range(40):
         loss = m(s.images, tok)
@@ -163,12 +163,12 @@ def test_linear_probe_separates_separable_features():
 
 def test_scene_judge_conventions_and_attribute_match():
     torch.manual_seed(0)
-    s = data.captioned_scenes("all", 16)
+    s = scenes.captioned_scenes("all", 16)
     j = clip.SceneJudge(width=8)
     loss = j.loss(s.images, s.labels)
     assert torch.isfinite(loss) and loss.item() > 0
     pred = j.predict(s.images)
-    assert set(pred) == set(data.LABELS) and all(v.shape == (16,) for v in pred.values())
+    assert set(pred) == set(scenes.LABELS) and all(v.shape == (16,) for v in pred.values())
     one = pred["n_objects"] == 1
     assert (pred["axis"][one] == -1).all() and (pred["where"][~one] == -1).all()
     assert clip.attribute_match(s.labels, s.labels).all()
@@ -212,7 +212,7 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="tokenize"):
         m.encode_text(torch.zeros(2, 5, dtype=torch.long))
     with pytest.raises(ValueError, match="tokenize"):
-        m.encode_text(torch.zeros(2, data.MAX_TOKENS))
+        m.encode_text(torch.zeros(2, scenes.MAX_TOKENS))
     with pytest.raises(ValueError):
         clip.info_nce(torch.zeros(4, 8), torch.zeros(4, 7))
     with pytest.raises(ValueError):
@@ -279,13 +279,13 @@ def test_cosine_schedule_and_forward_process():
 def test_vae_and_denoiser_shapes_and_losses():
     torch.manual_seed(0)
     vae = text2image.SceneVAE(z_dim=8, width=8)
-    x = data.captioned_scenes("train", 4).images
+    x = scenes.captioned_scenes("train", 4).images
     mu, logvar = vae.encode(x)
     assert mu.shape == logvar.shape == (4, 8) and vae.decode(mu).shape == (4, 3, 32, 32)
     out = vae.loss(x)
     assert out["kl"] >= 0 and torch.isfinite(out["loss"])
     den = text2image.LatentDenoiser(z_dim=8, T=10, width=16, blocks=1, cond_dim=16)
-    tok = data.tokenize(data.captioned_scenes("train", 4).captions)
+    tok = scenes.tokenize(scenes.captioned_scenes("train", 4).captions)
     loss = text2image.diffusion_loss(den, mu.detach(), tok, text2image.cosine_alpha_bar(10), p_uncond=0.5)
     assert loss.item() > 0
     with pytest.raises(ValueError):
