@@ -12,19 +12,21 @@ are exact: a scene is re-rendered without its target (:func:`lib.scenes.render_s
 
 Read top to bottom:
 
-1. **Scenes and their graph**: :func:`sample_removal_scene` (2-3 non-overlapping objects, often two of
-   the same colour and shape, so that an instruction must *disambiguate*), :func:`relation`
-   (the spatial relation of one object to another, or ``None`` when it is not clear-cut),
-   :func:`scene_graph` (nodes = attribute words, edges = relations).
+1. **Scenes and their graph**: :func:`lib.scenes.sample_removal_scene` draws 2-3
+   non-overlapping objects, often two of the same colour and shape, so that an instruction must
+   *disambiguate*; :func:`relation` (the spatial relation of one object to another, or ``None``
+   when it is not clear-cut), :func:`scene_graph` (nodes = attribute words, edges = relations).
 2. **Instructions**: :func:`referring_expressions` lists every phrase of the grammar that picks
    out the target and nothing else; :func:`instruction` chooses one ("remove the ...");
    :func:`resolve` is the *reader*: it parses an instruction and returns the indices of the
-   objects it can refer to (exactly one for a good instruction). :func:`tokenize_instruction` -> word ids.
+   objects it can refer to (exactly one for a good instruction); :func:`tokenize_instruction`
+   turns instructions into word ids of :data:`INSTRUCTION_VOCAB`.
 3. **Data**: :func:`removal_examples` -> :class:`RemovalSet` (input, ground truth, masks, ...).
 4. **Model**: :class:`InstructionRemover`, a small U-Net whose features are modulated (FiLM) by
-   a GRU encoding of the instruction; it predicts a soft mask and a fill, and blends them.
-   :func:`fit_remover` trains it with an l1 loss against the ground truth plus a cross-entropy between its
-   mask and the target's (the data set has the masks); :func:`apply_remover` runs it over a data set.
+   a GRU encoding of the instruction (:class:`InstructionEncoder`); it predicts a soft mask and
+   a fill, and blends them. :func:`fit_remover` trains it with an l1 loss against the ground
+   truth plus a cross-entropy between its mask and the target's (the data set has the masks);
+   :func:`apply_remover` runs it over a data set.
 5. **Measures**: :func:`removal_fractions` (how much of each object an edit removed),
    :func:`right_object`, :func:`right_object_rate`, and the PSNR inside the removed region
    (:func:`lib.restoration.psnr_masked`); baselines :func:`inpaint` (biharmonic inpainting of a
@@ -53,48 +55,13 @@ from scipy import ndimage
 
 from . import checks, restoration, scenes, train
 
-# ---------------------------------------------------------------------------------------
-# 1. Scenes and their scene graph
-# ---------------------------------------------------------------------------------------
+# --- 1. The scene graph ------------------------------------------------------------------
 
 FORMS = ("attributes", "size", "position", "relation")     # the four instruction templates
 INSTRUCTION_VOCAB = ("<pad>", "remove", "the", *scenes.SIZES, *scenes.COLOURS, *scenes.SHAPES,
-         "on", "at", "left", "right", "top", "bottom", "to", "of", "above", "below")
-INSTRUCTION_TOKENS = 12       # the longest: "remove the red circle to the right of the large blue square"
-MARGIN = 3 / 32       # "clear-cut" position difference, in units of the image side
-
-
-def sample_removal_scene(rng: np.random.Generator, n_objects: tuple = (2, 3), p_duplicate: float = 0.6) -> scenes.Scene:
-    """A random scene for object removal: ``n`` objects (``n`` uniform in ``n_objects``, 1 to 4),
-    any of the 16 (shape, colour) pairs, any size, and boxes that do not overlap (so that under
-    each object there is only background). With probability ``p_duplicate`` the second object
-    copies the first one's colour and shape (its size is drawn again): then "remove the red
-    circle" is ambiguous and the instruction has to say which one. The background is chapter 9's
-    grey gradient. Returns a :class:`lib.scenes.Scene` (``where`` and ``relation`` are ``None``)."""
-    lo, hi = min(n_objects), max(n_objects)
-    if lo < 1 or hi > 4:
-        raise ValueError(f"n_objects must lie in 1..4, got {n_objects!r}")
-    checks.probability(p_duplicate, "p_duplicate")
-    k = int(rng.integers(lo, hi + 1))
-    background = scenes.sample_background(rng)
-    pairs = scenes.shape_colour_pairs("all")
-    chosen = [pairs[int(rng.integers(len(pairs)))] for _ in range(k)]
-    if k >= 2 and rng.random() < p_duplicate:
-        chosen[1] = chosen[0]
-    for _ in range(100):  # rejection sampling: every pair of bounding boxes at least 2 px apart
-        sizes = [scenes.SIZES[int(rng.integers(2))] for _ in range(k)]     # (three large ones rarely fit:
-        radii = [float(rng.uniform(*scenes.RADIUS[s])) for s in sizes]  #  then the sizes are drawn again)
-        for _ in range(100):
-            c = [rng.uniform(r + 1 / 32, 1 - r - 1 / 32, size=2) for r in radii]
-            if all(np.abs(c[i] - c[j]).max() >= radii[i] + radii[j] + 2 / 32 for i in range(k) for j in range(i)):
-                break
-        else:
-            continue
-        break
-    else:  # pragma: no cover - the acceptance rate is far above 1/10000
-        raise RuntimeError("could not place the objects")
-    objs = tuple(scenes.sample_object(rng, chosen[i], sizes[i], c[i][0], c[i][1], radii[i]) for i in range(k))
-    return scenes.Scene(objs, background=background)
+                     "on", "at", "left", "right", "top", "bottom", "to", "of", "above", "below")
+INSTRUCTION_TOKENS = 12   # the longest: "remove the red circle to the right of the large blue square"
+MARGIN = 3 / 32           # "clear-cut" position difference, in units of the image side
 
 
 def relation(a: scenes.SceneObject, b: scenes.SceneObject) -> str | None:
@@ -132,9 +99,7 @@ def scene_graph(scene: scenes.Scene) -> SceneGraph:
     return SceneGraph(tuple(x.words for x in o), edges)
 
 
-# ---------------------------------------------------------------------------------------
-# 2. Instructions: writing (generation) and reading (resolution)
-# ---------------------------------------------------------------------------------------
+# --- 2. Instructions: writing (generation) and reading (resolution) -----------------------
 
 def _matches(words, desc) -> bool:
     """Does an object with ``words = (size, colour, shape)`` fit ``desc`` (``(colour, shape)`` or
@@ -177,7 +142,8 @@ def referring_expressions(scene: scenes.Scene, target: int) -> dict[str, list[st
     if sum(_matches(o.words, (size, colour, shape)) for o in objs) == 1:
         out["size"].append(f"{size} {colour} {shape}")
     if len(same) >= 2:
-        out["position"] += [f"{colour} {shape} {scenes.WHERE_TEXT[p]}" for p in scenes.WHERE_TEXT if _extreme(objs, same, target, p)]
+        out["position"] += [f"{colour} {shape} {text}" for p, text in scenes.WHERE_TEXT.items()
+                            if _extreme(objs, same, target, p)]
     for j in range(len(objs)):
         if j == target or (rel := relation(objs[target], objs[j])) is None:
             continue
@@ -247,9 +213,7 @@ def tokenize_instruction(texts, length: int = INSTRUCTION_TOKENS) -> torch.Tenso
     return scenes.tokenize(texts, length, vocab=INSTRUCTION_VOCAB)
 
 
-# ---------------------------------------------------------------------------------------
-# 3. Data: (input, instruction) -> ground truth, with masks for the measures
-# ---------------------------------------------------------------------------------------
+# --- 3. Data: (input, instruction) -> ground truth, with masks for the measures -----------
 
 @dataclass
 class RemovalSet:
@@ -302,7 +266,7 @@ def removal_examples(split: str = "train", n: int = 1000, size: int = 32, seed: 
     for i in range(n):
         rng = np.random.default_rng([seed, stream, i])
         while True:
-            scene = sample_removal_scene(rng, n_objects, p_duplicate)
+            scene = scenes.sample_removal_scene(rng, n_objects, p_duplicate)
             order = rng.permutation(len(scene.objects))
             ok = [t for t in order if any(referring_expressions(scene, int(t)).values())]
             if ok:
@@ -317,7 +281,8 @@ def removal_examples(split: str = "train", n: int = 1000, size: int = 32, seed: 
     cols = list(zip(*rows))
     texts = list(cols[5])
     return RemovalSet(torch.stack(cols[0]), torch.stack(cols[1]), torch.stack(cols[2]), torch.stack(cols[3]),
-                      torch.tensor(cols[4], dtype=torch.int64), texts, tokenize_instruction(texts), list(cols[6]), list(cols[7]))
+                      torch.tensor(cols[4], dtype=torch.int64), texts, tokenize_instruction(texts), list(cols[6]),
+                      list(cols[7]))
 
 
 def remove_objects(ds: RemovalSet, which) -> torch.Tensor:
@@ -337,9 +302,7 @@ def remove_objects(ds: RemovalSet, which) -> torch.Tensor:
     return torch.stack(out)
 
 
-# ---------------------------------------------------------------------------------------
-# 4. The model: a FiLM-conditioned U-Net that predicts a soft mask and a fill
-# ---------------------------------------------------------------------------------------
+# --- 4. The model: a FiLM-conditioned U-Net that predicts a soft mask and a fill ----------
 
 class InstructionEncoder(nn.Module):
     """Word embeddings + a bidirectional GRU over the instruction (padding skipped):
@@ -480,9 +443,7 @@ def apply_remover(net: InstructionRemover, ds: RemovalSet, tokens: torch.Tensor 
     return torch.cat([run(x.to(dev), t.to(dev)).cpu() for x, t in zip(ds.inputs.split(chunk), tokens.split(chunk))])
 
 
-# ---------------------------------------------------------------------------------------
-# 5. Measures and baselines
-# ---------------------------------------------------------------------------------------
+# --- 5. Measures and baselines ------------------------------------------------------------
 
 def removal_fractions(out: torch.Tensor, ds: RemovalSet) -> torch.Tensor:
     """How much of each object an edit ``out (N, 3, S, S)`` removed: ``(N, K)``, the projection of

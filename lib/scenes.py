@@ -18,7 +18,8 @@ out exactly once -- never occur in the "train" and "test" splits; the "heldout" 
 has at least one of them in every scene: compositional generalisation is measurable.
 
 Read top to bottom: the words (:data:`SHAPES`, ...), :class:`SceneObject` and
-:class:`Scene`, sampling (:func:`sample_scene`), rendering (:func:`render_scene`,
+:class:`Scene`, layouts (:func:`sample_scene` for captioned scenes of one or two objects,
+:func:`sample_removal_scene` for chapter 10's two to four), rendering (:func:`render_scene`,
 :func:`object_masks`), captions (:func:`scene_caption`, :func:`parse_caption`), tokens
 (:func:`tokenize`), labels (:func:`scene_labels`) and the data set
 (:func:`captioned_scenes`). Images are float32 ``(3, size, size)`` in ``[-1, 1]``.
@@ -136,6 +137,40 @@ def sample_scene(rng: np.random.Generator, n_objects: int = 1, pairs=None) -> Sc
         raise RuntimeError("could not place two objects")
     objs = tuple(sample_object(rng, chosen[k], sizes[k], c[k][0], c[k][1], radii[k]) for k in range(2))
     return Scene(objs, relation=relation, background=background)
+
+
+def sample_removal_scene(rng: np.random.Generator, n_objects: tuple = (2, 3), p_duplicate: float = 0.6) -> Scene:
+    """A random scene for object removal: ``n`` objects (``n`` uniform in ``n_objects``, 1 to 4),
+    any of the 16 (shape, colour) pairs, any size, and boxes that do not overlap (so that under
+    each object there is only background). With probability ``p_duplicate`` the second object
+    copies the first one's colour and shape (its size is drawn again): then "remove the red
+    circle" is ambiguous and the instruction has to say which one. The background is chapter 9's
+    grey gradient. Returns a :class:`Scene` (``where`` and ``relation`` are ``None``). Chapter
+    10's layout (:mod:`lib.removal`)."""
+    lo, hi = min(n_objects), max(n_objects)
+    if lo < 1 or hi > 4:
+        raise ValueError(f"n_objects must lie in 1..4, got {n_objects!r}")
+    checks.probability(p_duplicate, "p_duplicate")
+    k = int(rng.integers(lo, hi + 1))
+    background = sample_background(rng)
+    pairs = shape_colour_pairs("all")
+    chosen = [pairs[int(rng.integers(len(pairs)))] for _ in range(k)]
+    if k >= 2 and rng.random() < p_duplicate:
+        chosen[1] = chosen[0]
+    for _ in range(100):  # rejection sampling: every pair of bounding boxes at least 2 px apart
+        sizes = [SIZES[int(rng.integers(2))] for _ in range(k)]     # (three large ones rarely fit:
+        radii = [float(rng.uniform(*RADIUS[s])) for s in sizes]  #  then the sizes are drawn again)
+        for _ in range(100):
+            c = [rng.uniform(r + 1 / 32, 1 - r - 1 / 32, size=2) for r in radii]
+            if all(np.abs(c[i] - c[j]).max() >= radii[i] + radii[j] + 2 / 32 for i in range(k) for j in range(i)):
+                break
+        else:
+            continue
+        break
+    else:  # pragma: no cover - the acceptance rate is far above 1/10000
+        raise RuntimeError("could not place the objects")
+    objs = tuple(sample_object(rng, chosen[i], sizes[i], c[i][0], c[i][1], radii[i]) for i in range(k))
+    return Scene(objs, background=background)
 
 
 def _coverage(obj: SceneObject, size: int) -> np.ndarray:

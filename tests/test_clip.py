@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lib import clip, scenes, text2image
+from lib import clip, scenes, text2image, train
 
 
 def unit(x):
@@ -179,6 +179,64 @@ def test_scene_judge_conventions_and_attribute_match():
     assert clip.attribute_match(wrong, s.labels, keys=["shape"]).all()
     with pytest.raises(ValueError, match="missing"):
         clip.attribute_match(wrong, s.labels, keys=["texture"])
+
+
+def _judge_by_hand(n, steps, width, batch):
+    """The judge's training as chapter 9's notebooks wrote it inline, before lib.clip.scene_judge."""
+    torch.manual_seed(1)
+    judge_set = scenes.captioned_scenes("all", n, seed=1)
+    judge = clip.SceneJudge(width=width)
+    opt = torch.optim.AdamW(judge.parameters(), lr=2e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps, pct_start=0.1)
+    keys = list(scenes.LABELS)
+    stream = train.batches(judge_set.images, *[judge_set.labels[k] for k in keys], batch_size=batch,
+                           generator=torch.Generator().manual_seed(1))
+    for _ in range(steps):
+        x, *ys = next(stream)
+        loss = judge.loss(x, dict(zip(keys, ys)))
+        opt.zero_grad(); loss.backward(); opt.step(); sched.step()
+    return judge
+
+
+def test_scene_judge_is_trained_once_cached_and_leaves_the_rng_alone(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBOOK_CACHE", str(tmp_path))
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    j = clip.scene_judge(48, 3, width=8, batch=16)
+    assert torch.equal(torch.get_rng_state(), state)                  # caller's random state untouched
+    assert isinstance(j, clip.SceneJudge) and not j.training
+    files = list(tmp_path.glob("scene_judge-*.pt"))
+    assert len(files) == 1
+    ref = _judge_by_hand(48, 3, 8, 16).state_dict()
+    assert all(torch.equal(v, ref[k]) for k, v in j.state_dict().items())   # same numbers as the inline loop
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cached judge must not be trained again")
+
+    monkeypatch.setattr(scenes, "captioned_scenes", no_training)     # training would draw the scenes
+    state = torch.get_rng_state()
+    again = clip.scene_judge(48, 3, width=8, batch=16)
+    assert all(torch.equal(v, ref[k]) for k, v in again.state_dict().items())
+    assert torch.equal(torch.get_rng_state(), state)
+    with pytest.raises(AssertionError, match="cached"):                 # other settings: another judge
+        clip.scene_judge(48, 4, width=8, batch=16)
+
+
+def test_scene_judge_retrains_a_stale_checkpoint_and_checks_its_input(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBOOK_CACHE", str(tmp_path))
+    j = clip.scene_judge(32, 2, width=8, batch=16)
+    (path,) = tmp_path.glob("scene_judge-*.pt")
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["config"]["code"] = "older code"
+    ckpt["state_dict"] = {k: torch.zeros_like(v) for k, v in ckpt["state_dict"].items()}
+    torch.save(ckpt, path)
+    k = clip.scene_judge(32, 2, width=8, batch=16)                     # retrained, not the zeros
+    assert all(torch.equal(v, j.state_dict()[n]) for n, v in k.state_dict().items())
+    assert torch.load(path, weights_only=True)["config"]["code"] != "older code"
+    with pytest.raises(ValueError, match="n_scenes"):
+        clip.scene_judge(0, 2)
+    with pytest.raises(ValueError, match="steps"):
+        clip.scene_judge(32, 0)
 
 
 def test_clip_guided_latents_increase_similarity_and_leave_models_alone():

@@ -133,7 +133,7 @@ def test_generated_instructions_refer_to_exactly_the_target():
     rng = np.random.default_rng(0)
     forms = set()
     for _ in range(400):
-        sc = R.sample_removal_scene(rng)
+        sc = scenes.sample_removal_scene(rng)
         for t in range(len(sc.objects)):
             for form, phrases in R.referring_expressions(sc, t).items():
                 for p in phrases:
@@ -156,27 +156,7 @@ def test_tokenize():
         R.tokenize_instruction("remove the red circle", length=3)
 
 
-# --- scenes and data ---------------------------------------------------------------------------
-
-def test_sample_scene_objects_do_not_overlap():
-    rng = np.random.default_rng(1)
-    counts, dup = [], 0
-    for _ in range(200):
-        sc = R.sample_removal_scene(rng, n_objects=(2, 3), p_duplicate=0.5)
-        m = scenes.object_masks(sc, 32)
-        counts.append(len(sc.objects))
-        assert float((m.sum(0) > 1.0 + 1e-6).sum()) == 0                # coverages never add up past 1
-        for i in range(len(m)):
-            for j in range(i):
-                assert float((m[i] * m[j]).sum()) == 0                  # no shared pixel at all
-        dup += (sc.objects[0].colour, sc.objects[0].shape) == (sc.objects[1].colour, sc.objects[1].shape)
-    assert set(counts) == {2, 3}
-    assert 0.4 < dup / 200 < 0.65      # p_duplicate = 0.5, plus 1/16 by chance; 200 draws: sd 0.035
-    with pytest.raises(ValueError):
-        R.sample_removal_scene(rng, n_objects=(2, 5))
-    with pytest.raises(ValueError):
-        R.sample_removal_scene(rng, p_duplicate=1.5)
-
+# --- data ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def ds():

@@ -1,4 +1,5 @@
-"""lib.scenes: the captioned scenes (chapter 9): grammar round trip, held-out combinations, rendering."""
+"""lib.scenes: the captioned scenes (chapter 9): grammar round trip, held-out combinations, rendering;
+chapter 10's removal layouts; the helpers shared by both."""
 import numpy as np
 import pytest
 import torch
@@ -158,3 +159,44 @@ def test_bad_inputs():
         scenes.render_scene(sc, objects=[5])
     with pytest.raises(ValueError, match="attribute"):
         scenes.one_object_captions(texture="furry")
+
+
+def test_removal_scene_objects_do_not_overlap():
+    rng = np.random.default_rng(1)
+    counts, dup = [], 0
+    for _ in range(200):
+        sc = scenes.sample_removal_scene(rng, n_objects=(2, 3), p_duplicate=0.5)
+        m = scenes.object_masks(sc, 32)
+        counts.append(len(sc.objects))
+        assert float((m.sum(0) > 1.0 + 1e-6).sum()) == 0                # coverages never add up past 1
+        for i in range(len(m)):
+            for j in range(i):
+                assert float((m[i] * m[j]).sum()) == 0                  # no shared pixel at all
+        dup += (sc.objects[0].colour, sc.objects[0].shape) == (sc.objects[1].colour, sc.objects[1].shape)
+    assert set(counts) == {2, 3}
+    assert 0.4 < dup / 200 < 0.65      # p_duplicate = 0.5, plus 1/16 by chance; 200 draws: sd 0.035
+    with pytest.raises(ValueError):
+        scenes.sample_removal_scene(rng, n_objects=(2, 5))
+    with pytest.raises(ValueError):
+        scenes.sample_removal_scene(rng, p_duplicate=1.5)
+
+
+def test_shape_colour_pairs_hold_out_the_latin_square():
+    allp = scenes.shape_colour_pairs("all")
+    assert len(allp) == 16 == len(set(allp)) and scenes.shape_colour_pairs("heldout") == allp
+    seen = scenes.shape_colour_pairs("train")
+    assert seen == scenes.shape_colour_pairs("test") == [p for p in allp if p not in scenes.HELDOUT_PAIRS]
+    assert len(seen) == 12
+    with pytest.raises(ValueError, match="split"):
+        scenes.shape_colour_pairs("valid")
+
+
+def test_sample_background_ranges_and_determinism():
+    a = [scenes.sample_background(np.random.default_rng(s)) for s in range(200)]
+    assert a[3] == scenes.sample_background(np.random.default_rng(3))
+    level, amp, angle = map(np.array, zip(*a))
+    assert (0.12 <= level).all() and (level <= 0.35).all()
+    assert (0 <= amp).all() and (amp <= 0.12).all()
+    assert (0 <= angle).all() and (angle < 2 * np.pi).all()
+    img = scenes.render_background(scenes.Scene((), background=a[0]), 16)
+    assert img.shape == (3, 16, 16) and float(img.min()) >= -1 and float(img.max()) <= 1
