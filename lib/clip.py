@@ -4,7 +4,7 @@ CLIP {Radford et al. 2021} learns an image encoder and a text encoder whose embe
 agree for matching (image, caption) pairs, with the symmetric InfoNCE loss over a batch:
 each image must pick out its own caption among the ``B`` captions of the batch, and each
 caption its own image. Everything here is small enough to train on a CPU on the
-captioned scenes of :func:`lib.data.captioned_scenes` (32x32 RGB, captions of at most 12 words).
+captioned scenes of :func:`lib.scenes.captioned_scenes` (32x32 RGB, captions of at most 12 words).
 
 * :class:`ImageEncoder`, :class:`TextEncoder`, :class:`CLIP` -- the two towers and the
   learned temperature; embeddings are unit vectors, similarity is the cosine;
@@ -15,11 +15,14 @@ captioned scenes of :func:`lib.data.captioned_scenes` (32x32 RGB, captions of at
 * :func:`fit_linear_probe` -- the other adaptor: a linear classifier on frozen embeddings;
 * :class:`SceneJudge` -- a separately trained attribute classifier, the *measuring
   instrument* that tells whether a generated image shows what its prompt asked for;
+  :func:`scene_judge` trains one once and caches it on disk;
 * :func:`clip_guided_latents` -- CLIP+generator: optimise a generator's latent ``z`` to
   maximise the cosine similarity of the image and text embeddings.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from typing import Callable, Sequence
 
@@ -27,7 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import checks, data
+from . import checks, metrics, runtime, scenes, train
 
 
 # --- the two encoders ---------------------------------------------------------------------
@@ -67,7 +70,7 @@ class TextEncoder(nn.Module):
     """
 
     def __init__(self, dim: int = 64, width: int = 64, layers: int = 2, heads: int = 4,
-                 vocab: int = len(data.VOCAB), length: int = data.MAX_TOKENS):
+                 vocab: int = len(scenes.VOCAB), length: int = scenes.MAX_TOKENS):
         super().__init__()
         self.length = length
         self.tok = nn.Embedding(vocab, width)
@@ -81,7 +84,7 @@ class TextEncoder(nn.Module):
         checks.tensor(tokens, "tokens")
         if tokens.dim() != 2 or tokens.dtype != torch.int64 or tokens.shape[1] != self.length:
             raise ValueError(f"tokens must be int64 of shape (N, {self.length}), got {tuple(tokens.shape)} "
-                             f"{tokens.dtype} (use lib.data.tokenize)")
+                             f"{tokens.dtype} (use lib.scenes.tokenize)")
         pad = tokens == 0                                     # (N, L) True where padding
         h = self.blocks(self.tok(tokens) + self.pos, src_key_padding_mask=pad)
         keep = (~pad).unsqueeze(-1).float()
@@ -109,8 +112,8 @@ class CLIP(nn.Module):
         return F.normalize(self.text_encoder(tokens), dim=-1)
 
     def encode_captions(self, captions: Sequence[str]) -> torch.Tensor:
-        """Unit text embeddings ``(N, dim)`` of caption strings (tokenised with :func:`lib.data.tokenize`)."""
-        return self.encode_text(data.tokenize(list(captions)).to(self.logit_scale.device))
+        """Unit text embeddings ``(N, dim)`` of caption strings (tokenised with :func:`lib.scenes.tokenize`)."""
+        return self.encode_text(scenes.tokenize(list(captions)).to(self.logit_scale.device))
 
     def scale(self) -> torch.Tensor:
         """The inverse temperature ``exp(logit_scale)``, at most 100."""
@@ -214,13 +217,13 @@ def fit_linear_probe(features: torch.Tensor, labels: torch.Tensor, c: float = 1.
 
 # --- the measuring instrument: an attribute classifier --------------------------------------
 
-HEADS = {"n_objects": 2, "shape": len(data.SHAPES), "colour": len(data.COLOURS), "size": len(data.SIZES),
-         "where": len(data.WHERES), "axis": 2, "shape2": len(data.SHAPES), "colour2": len(data.COLOURS),
-         "size2": len(data.SIZES)}
+HEADS = {"n_objects": 2, "shape": len(scenes.SHAPES), "colour": len(scenes.COLOURS), "size": len(scenes.SIZES),
+         "where": len(scenes.WHERES), "axis": 2, "shape2": len(scenes.SHAPES), "colour2": len(scenes.COLOURS),
+         "size2": len(scenes.SIZES)}
 
 
 class SceneJudge(nn.Module):
-    """A CNN that reads the canonical attributes of a scene (see :func:`lib.data.scene_labels`):
+    """A CNN that reads the canonical attributes of a scene (see :func:`lib.scenes.scene_labels`):
     images ``(N, 3, size, size)`` -> ``{label name: logits (N, classes)}``.
 
     It is trained on its own (on the ``"all"`` split, every combination) and only used to
@@ -250,7 +253,7 @@ class SceneJudge(nn.Module):
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, batch: int = 512) -> dict[str, torch.Tensor]:
-        """Predicted labels ``{name: (N,) int64}`` in the convention of :func:`lib.data.scene_labels`
+        """Predicted labels ``{name: (N,) int64}`` in the convention of :func:`lib.scenes.scene_labels`
         (``n_objects`` is 1 or 2; heads that do not apply to the predicted count are -1)."""
         checks.images(x, 3, name="images")
         outs = [self(x[i:i + batch]) for i in range(0, len(x), batch)]
@@ -261,6 +264,60 @@ class SceneJudge(nn.Module):
             pred[k][one] = -1
         pred["where"][~one] = -1
         return pred
+
+
+def scene_judge(n_scenes: int, steps: int, width: int = 24, batch: int = 128, lr: float = 2e-3,
+                seed: int = 1, device: torch.device | str | None = None) -> SceneJudge:
+    """A :class:`SceneJudge` trained on ``n_scenes`` scenes of the ``"all"`` split (seed ``seed``),
+    trained once and cached on disk (``runtime.cache_dir()``), returned in eval mode on ``device``.
+
+    Training: the judge is initialised after ``torch.manual_seed(seed)``, then ``steps`` steps
+    of AdamW (weight decay 1e-4) with a one-cycle schedule peaking at ``lr`` (10% warm-up) on
+    minibatches of ``batch`` scenes (shuffled by a generator seeded with ``seed``), minimising
+    :meth:`SceneJudge.loss`. It runs on ``device`` (default CPU) with the caller's thread
+    count (multi-threaded float sums differ in the last bits, so a CPU net trained with one
+    thread differs slightly from one trained with two); a cached net is reused only if its
+    settings, its device type, the thread count and the code that builds and trains it are
+    unchanged. The caller's random state is left untouched whether the judge is trained or
+    loaded.
+    """
+    checks.positive_int(n_scenes, "n_scenes"); checks.positive_int(steps, "steps")
+    checks.positive_int(width, "width"); checks.positive_int(batch, "batch")
+    dev = torch.device("cpu" if device is None else device)
+    cfg = {"arch": "SceneJudge-v1", "n_scenes": n_scenes, "steps": steps, "width": width, "batch": batch,
+           "lr": float(lr), "seed": seed, "device": dev.type,
+           "threads": torch.get_num_threads() if dev.type == "cpu" else 0}
+    name = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
+    path = runtime.cache_dir() / f"scene_judge-{name}.pt"
+    cfg["code"] = metrics._code_fingerprint(ImageEncoder, SceneJudge, _train_scene_judge, scenes)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        judge = SceneJudge(width=width).to(dev)
+        try:
+            train.load_checkpoint(path, judge, cfg)
+        except (FileNotFoundError, ValueError, RuntimeError):
+            _train_scene_judge(judge, cfg, dev)
+            train.save_checkpoint(path, judge, cfg)
+    return judge.eval()
+
+
+@torch.enable_grad()
+def _train_scene_judge(judge: SceneJudge, cfg: dict, dev: torch.device) -> None:
+    judge_set = scenes.captioned_scenes("all", cfg["n_scenes"], seed=cfg["seed"])
+    opt = torch.optim.AdamW(judge.parameters(), lr=cfg["lr"], weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg["lr"], total_steps=cfg["steps"], pct_start=0.1)
+    keys = list(scenes.LABELS)
+    stream = train.batches(judge_set.images, *[judge_set.labels[k] for k in keys], batch_size=cfg["batch"],
+                           generator=torch.Generator().manual_seed(cfg["seed"]), device=dev)
+
+    def step(i):
+        x, *ys = next(stream)
+        loss = judge.loss(x, dict(zip(keys, ys)))
+        opt.zero_grad(); loss.backward(); opt.step(); sched.step()
+        return loss
+
+    judge.train()
+    train.train_loop(step, cfg["steps"], desc="attribute judge")
 
 
 def attribute_match(pred: dict[str, torch.Tensor], target: dict[str, torch.Tensor],

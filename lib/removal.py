@@ -6,25 +6,27 @@ attributes, and relations between them). For every training pair it (a) selects 
 the graph, (b) takes its segmentation mask, (c) removes it from the image, and (d) writes an
 instruction from the graph, e.g. "remove the woman at the right of the boat". A network then
 learns ``(image, instruction) -> image without that object``. Here the images are chapter 9's
-procedural scenes (:mod:`lib.data`), drawn with two or three objects, so that steps (b) and (c)
-are exact: a scene is re-rendered without its target (:func:`lib.data.render_scene` with
-``objects=[...]``), and the true mask is the object's coverage (:func:`lib.data.object_masks`).
+procedural scenes (:mod:`lib.scenes`), drawn with two or three objects, so that steps (b) and (c)
+are exact: a scene is re-rendered without its target (:func:`lib.scenes.render_scene` with
+``objects=[...]``), and the true mask is the object's coverage (:func:`lib.scenes.object_masks`).
 
 Read top to bottom:
 
-1. **Scenes and their graph**: :func:`sample_scene` (2-3 non-overlapping objects, often two of
-   the same colour and shape, so that an instruction must *disambiguate*), :func:`relation`
-   (the spatial relation of one object to another, or ``None`` when it is not clear-cut),
-   :func:`scene_graph` (nodes = attribute words, edges = relations).
+1. **Scenes and their graph**: :func:`lib.scenes.sample_removal_scene` draws 2-3
+   non-overlapping objects, often two of the same colour and shape, so that an instruction must
+   *disambiguate*; :func:`relation` (the spatial relation of one object to another, or ``None``
+   when it is not clear-cut), :func:`scene_graph` (nodes = attribute words, edges = relations).
 2. **Instructions**: :func:`referring_expressions` lists every phrase of the grammar that picks
    out the target and nothing else; :func:`instruction` chooses one ("remove the ...");
    :func:`resolve` is the *reader*: it parses an instruction and returns the indices of the
-   objects it can refer to (exactly one for a good instruction). :func:`tokenize` -> word ids.
+   objects it can refer to (exactly one for a good instruction); :func:`tokenize_instruction`
+   turns instructions into word ids of :data:`INSTRUCTION_VOCAB`.
 3. **Data**: :func:`removal_examples` -> :class:`RemovalSet` (input, ground truth, masks, ...).
 4. **Model**: :class:`InstructionRemover`, a small U-Net whose features are modulated (FiLM) by
-   a GRU encoding of the instruction; it predicts a soft mask and a fill, and blends them.
-   :func:`fit` trains it with an l1 loss against the ground truth plus a cross-entropy between its
-   mask and the target's (the data set has the masks); :func:`apply` runs it over a data set.
+   a GRU encoding of the instruction (:class:`InstructionEncoder`); it predicts a soft mask and
+   a fill, and blends them. :func:`fit_remover` trains it with an l1 loss against the ground
+   truth plus a cross-entropy between its mask and the target's (the data set has the masks);
+   :func:`apply_remover` runs it over a data set.
 5. **Measures**: :func:`removal_fractions` (how much of each object an edit removed),
    :func:`right_object`, :func:`right_object_rate`, and the PSNR inside the removed region
    (:func:`lib.restoration.psnr_masked`); baselines :func:`inpaint` (biharmonic inpainting of a
@@ -49,56 +51,20 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from scipy import ndimage
 
-from . import checks, data
+from . import checks, restoration, scenes, train
 
-# ---------------------------------------------------------------------------------------
-# 1. Scenes and their scene graph
-# ---------------------------------------------------------------------------------------
+# --- 1. The scene graph ------------------------------------------------------------------
 
 FORMS = ("attributes", "size", "position", "relation")     # the four instruction templates
-_POS_TEXT = {"left": "on the left", "right": "on the right", "top": "at the top", "bottom": "at the bottom"}
-_REL_TEXT = {"left of": "to the left of", "right of": "to the right of", "above": "above", "below": "below"}
-VOCAB = ("<pad>", "remove", "the", *data.SIZES, *data.COLOURS, *data.SHAPES,
-         "on", "at", "left", "right", "top", "bottom", "to", "of", "above", "below")
-MAX_TOKENS = 12       # the longest: "remove the red circle to the right of the large blue square"
-MARGIN = 3 / 32       # "clear-cut" position difference, in units of the image side
+INSTRUCTION_VOCAB = ("<pad>", "remove", "the", *scenes.SIZES, *scenes.COLOURS, *scenes.SHAPES,
+                     "on", "at", "left", "right", "top", "bottom", "to", "of", "above", "below")
+INSTRUCTION_TOKENS = 12   # the longest: "remove the red circle to the right of the large blue square"
+MARGIN = 3 / 32           # "clear-cut" position difference, in units of the image side
 
 
-def sample_scene(rng: np.random.Generator, n_objects: tuple = (2, 3), p_duplicate: float = 0.6) -> data.Scene:
-    """A random scene for object removal: ``n`` objects (``n`` uniform in ``n_objects``, 1 to 4),
-    any of the 16 (shape, colour) pairs, any size, and boxes that do not overlap (so that under
-    each object there is only background). With probability ``p_duplicate`` the second object
-    copies the first one's colour and shape (its size is drawn again): then "remove the red
-    circle" is ambiguous and the instruction has to say which one. The background is chapter 9's
-    grey gradient. Returns a :class:`lib.data.Scene` (``where`` and ``relation`` are ``None``)."""
-    lo, hi = min(n_objects), max(n_objects)
-    if lo < 1 or hi > 4:
-        raise ValueError(f"n_objects must lie in 1..4, got {n_objects!r}")
-    checks.probability(p_duplicate, "p_duplicate")
-    k = int(rng.integers(lo, hi + 1))
-    background = (float(rng.uniform(0.12, 0.35)), float(rng.uniform(0.0, 0.12)), float(rng.uniform(0, 2 * np.pi)))
-    pairs = [(s, c) for s in data.SHAPES for c in data.COLOURS]
-    chosen = [pairs[int(rng.integers(len(pairs)))] for _ in range(k)]
-    if k >= 2 and rng.random() < p_duplicate:
-        chosen[1] = chosen[0]
-    for _ in range(100):  # rejection sampling: every pair of bounding boxes at least 2 px apart
-        sizes = [data.SIZES[int(rng.integers(2))] for _ in range(k)]     # (three large ones rarely fit:
-        radii = [float(rng.uniform(*data.RADIUS[s])) for s in sizes]  #  then the sizes are drawn again)
-        for _ in range(100):
-            c = [rng.uniform(r + 1 / 32, 1 - r - 1 / 32, size=2) for r in radii]
-            if all(np.abs(c[i] - c[j]).max() >= radii[i] + radii[j] + 2 / 32 for i in range(k) for j in range(i)):
-                break
-        else:
-            continue
-        break
-    else:  # pragma: no cover - the acceptance rate is far above 1/10000
-        raise RuntimeError("could not place the objects")
-    objs = tuple(data.sample_object(rng, chosen[i], sizes[i], c[i][0], c[i][1], radii[i]) for i in range(k))
-    return data.Scene(objs, background=background)
-
-
-def relation(a: data.SceneObject, b: data.SceneObject) -> str | None:
+def relation(a: scenes.SceneObject, b: scenes.SceneObject) -> str | None:
     """The spatial relation of ``a`` to ``b`` ("left of", "right of", "above", "below"), or ``None``
     when it is not clear-cut. Clear-cut means: along the dominant axis the centres differ by at
     least :data:`MARGIN` and by at least twice their difference across it (a diagonal neighbour
@@ -123,19 +89,17 @@ class SceneGraph:
         return [(r, j) for a, r, j in self.edges if a == i]
 
 
-def scene_graph(scene: data.Scene) -> SceneGraph:
+def scene_graph(scene: scenes.Scene) -> SceneGraph:
     """The scene graph of ``scene``: attribute words per object and every clear-cut relation."""
-    if not isinstance(scene, data.Scene):
-        raise TypeError(f"scene must be a lib.data.Scene, got {type(scene).__name__}")
+    if not isinstance(scene, scenes.Scene):
+        raise TypeError(f"scene must be a lib.scenes.Scene, got {type(scene).__name__}")
     o = scene.objects
     edges = tuple((i, relation(o[i], o[j]), j) for i in range(len(o)) for j in range(len(o))
                   if i != j and relation(o[i], o[j]) is not None)
     return SceneGraph(tuple(x.words for x in o), edges)
 
 
-# ---------------------------------------------------------------------------------------
-# 2. Instructions: writing (generation) and reading (resolution)
-# ---------------------------------------------------------------------------------------
+# --- 2. Instructions: writing (generation) and reading (resolution) -----------------------
 
 def _matches(words, desc) -> bool:
     """Does an object with ``words = (size, colour, shape)`` fit ``desc`` (``(colour, shape)`` or
@@ -149,7 +113,7 @@ def _extreme(objs, idx: list[int], i: int, pos: str) -> bool:
     return all(key(objs[j]) - key(objs[i]) >= MARGIN for j in idx if j != i)
 
 
-def _unique_name(scene: data.Scene, j: int) -> str | None:
+def _unique_name(scene: scenes.Scene, j: int) -> str | None:
     """The shortest attribute phrase ("blue square" or "large blue square") naming object ``j``
     alone, or ``None``."""
     words = scene.objects[j].words
@@ -159,14 +123,14 @@ def _unique_name(scene: data.Scene, j: int) -> str | None:
     return None
 
 
-def referring_expressions(scene: data.Scene, target: int) -> dict[str, list[str]]:
+def referring_expressions(scene: scenes.Scene, target: int) -> dict[str, list[str]]:
     """Every phrase of the grammar (after "remove the") that refers to object ``target`` and to no
     other object of ``scene``, by form: ``{"attributes": [...], "size": [...], "position": [...],
     "relation": [...]}`` (a form can have none). "position" is only used when two or more objects
     share the target's colour and shape (it names the extreme one of them); "relation" refers
     to another object by its shortest unique name."""
-    if not isinstance(scene, data.Scene):
-        raise TypeError(f"scene must be a lib.data.Scene, got {type(scene).__name__}")
+    if not isinstance(scene, scenes.Scene):
+        raise TypeError(f"scene must be a lib.scenes.Scene, got {type(scene).__name__}")
     objs = scene.objects
     if not isinstance(target, (int, np.integer)) or not 0 <= target < len(objs):
         raise ValueError(f"target must index the scene's {len(objs)} objects, got {target!r}")
@@ -178,7 +142,8 @@ def referring_expressions(scene: data.Scene, target: int) -> dict[str, list[str]
     if sum(_matches(o.words, (size, colour, shape)) for o in objs) == 1:
         out["size"].append(f"{size} {colour} {shape}")
     if len(same) >= 2:
-        out["position"] += [f"{colour} {shape} {_POS_TEXT[p]}" for p in _POS_TEXT if _extreme(objs, same, target, p)]
+        out["position"] += [f"{colour} {shape} {text}" for p, text in scenes.WHERE_TEXT.items()
+                            if _extreme(objs, same, target, p)]
     for j in range(len(objs)):
         if j == target or (rel := relation(objs[target], objs[j])) is None:
             continue
@@ -186,11 +151,11 @@ def referring_expressions(scene: data.Scene, target: int) -> dict[str, list[str]
         if name is None:
             continue
         if all(relation(objs[k], objs[j]) != rel for k in same if k != target):
-            out["relation"].append(f"{colour} {shape} {_REL_TEXT[rel]} the {name}")
+            out["relation"].append(f"{colour} {shape} {scenes.RELATION_TEXT[rel]} the {name}")
     return out
 
 
-def instruction(scene: data.Scene, target: int, rng: np.random.Generator | None = None) -> tuple[str, str]:
+def instruction(scene: scenes.Scene, target: int, rng: np.random.Generator | None = None) -> tuple[str, str]:
     """An instruction that removes object ``target`` and no other: ``(text, form)``. With ``rng``
     the form is drawn uniformly among those available, then a phrase of that form (the variety
     the network trains on); without, the first available form and phrase (the shortest)."""
@@ -205,21 +170,21 @@ def instruction(scene: data.Scene, target: int, rng: np.random.Generator | None 
 
 
 def _parse_desc(ws: list[str], text: str) -> tuple:
-    if len(ws) == 3 and ws[0] in data.SIZES and ws[1] in data.COLOURS and ws[2] in data.SHAPES:
+    if len(ws) == 3 and ws[0] in scenes.SIZES and ws[1] in scenes.COLOURS and ws[2] in scenes.SHAPES:
         return tuple(ws)
-    if len(ws) == 2 and ws[0] in data.COLOURS and ws[1] in data.SHAPES:
+    if len(ws) == 2 and ws[0] in scenes.COLOURS and ws[1] in scenes.SHAPES:
         return tuple(ws)
     raise ValueError(f"not an instruction of the grammar: {text!r} (bad object description {' '.join(ws)!r})")
 
 
-def resolve(scene: data.Scene, text: str) -> list[int]:
+def resolve(scene: scenes.Scene, text: str) -> list[int]:
     """Read an instruction: the indices of the objects of ``scene`` it can refer to (a good
     instruction gives exactly one). This is the *reader* of the grammar, written independently
     of :func:`referring_expressions`: it parses the words, then evaluates them on the scene.
     A relational instruction refers to the objects fitting the description that have that
     relation to *some* object fitting the reference. Text outside the grammar raises ValueError."""
-    if not isinstance(scene, data.Scene):
-        raise TypeError(f"scene must be a lib.data.Scene, got {type(scene).__name__}")
+    if not isinstance(scene, scenes.Scene):
+        raise TypeError(f"scene must be a lib.scenes.Scene, got {type(scene).__name__}")
     if not isinstance(text, str):
         raise TypeError(f"instruction must be a str, got {type(text).__name__}")
     ws = text.split()
@@ -227,15 +192,15 @@ def resolve(scene: data.Scene, text: str) -> list[int]:
         raise ValueError(f"an instruction starts with 'remove the', got {text!r}")
     ws = ws[2:]
     objs = scene.objects
-    n_desc = 3 if ws and ws[0] in data.SIZES else 2
+    n_desc = 3 if ws and ws[0] in scenes.SIZES else 2
     desc, rest = _parse_desc(ws[:n_desc], text), " ".join(ws[n_desc:])
     cand = [i for i, o in enumerate(objs) if _matches(o.words, desc)]
     if rest == "":
         return cand
-    for pos, phrase in _POS_TEXT.items():
+    for pos, phrase in scenes.WHERE_TEXT.items():
         if rest == phrase:
             return [i for i in cand if _extreme(objs, cand, i, pos)]
-    for rel, phrase in _REL_TEXT.items():
+    for rel, phrase in scenes.RELATION_TEXT.items():
         if rest.startswith(phrase + " the "):
             ref = _parse_desc(rest[len(phrase + " the "):].split(), text)
             refs = [j for j, o in enumerate(objs) if _matches(o.words, ref)]
@@ -243,14 +208,12 @@ def resolve(scene: data.Scene, text: str) -> list[int]:
     raise ValueError(f"not an instruction of the grammar: {text!r}")
 
 
-def tokenize(texts, length: int = MAX_TOKENS) -> torch.Tensor:
-    """Word ids ``(N, length)`` int64 into :data:`VOCAB` (0 = padding, at the end)."""
-    return data.tokenize(texts, length, vocab=VOCAB)
+def tokenize_instruction(texts, length: int = INSTRUCTION_TOKENS) -> torch.Tensor:
+    """Word ids ``(N, length)`` int64 into :data:`INSTRUCTION_VOCAB` (0 = padding, at the end)."""
+    return scenes.tokenize(texts, length, vocab=INSTRUCTION_VOCAB)
 
 
-# ---------------------------------------------------------------------------------------
-# 3. Data: (input, instruction) -> ground truth, with masks for the measures
-# ---------------------------------------------------------------------------------------
+# --- 3. Data: (input, instruction) -> ground truth, with masks for the measures -----------
 
 @dataclass
 class RemovalSet:
@@ -258,7 +221,7 @@ class RemovalSet:
     ``(N, 3, S, S)`` in ``[-1, 1]``; ``backgrounds`` (the scene without any object); ``masks``
     ``(N, K, S, S)`` in ``[0, 1]``: the coverage of each object (rows past a scene's object count
     are zero); ``target (N,)`` int64 (which mask row is the target); ``instructions``, their
-    ``tokens (N, MAX_TOKENS)``, ``forms`` (see :data:`FORMS`) and the ``scenes``."""
+    ``tokens (N, INSTRUCTION_TOKENS)``, ``forms`` (see :data:`FORMS`) and the ``scenes``."""
     inputs: torch.Tensor
     targets: torch.Tensor
     backgrounds: torch.Tensor
@@ -303,7 +266,7 @@ def removal_examples(split: str = "train", n: int = 1000, size: int = 32, seed: 
     for i in range(n):
         rng = np.random.default_rng([seed, stream, i])
         while True:
-            scene = sample_scene(rng, n_objects, p_duplicate)
+            scene = scenes.sample_removal_scene(rng, n_objects, p_duplicate)
             order = rng.permutation(len(scene.objects))
             ok = [t for t in order if any(referring_expressions(scene, int(t)).values())]
             if ok:
@@ -312,13 +275,14 @@ def removal_examples(split: str = "train", n: int = 1000, size: int = 32, seed: 
         text, form = instruction(scene, t, rng)
         keep = [k for k in range(len(scene.objects)) if k != t]
         m = torch.zeros(kmax, size, size)
-        m[:len(scene.objects)] = data.object_masks(scene, size)
-        rows.append((data.render_scene(scene, size), data.render_scene(scene, size, objects=keep),
-                     data.render_background(scene, size), m, t, text, form, scene))
+        m[:len(scene.objects)] = scenes.object_masks(scene, size)
+        rows.append((scenes.render_scene(scene, size), scenes.render_scene(scene, size, objects=keep),
+                     scenes.render_background(scene, size), m, t, text, form, scene))
     cols = list(zip(*rows))
     texts = list(cols[5])
     return RemovalSet(torch.stack(cols[0]), torch.stack(cols[1]), torch.stack(cols[2]), torch.stack(cols[3]),
-                      torch.tensor(cols[4], dtype=torch.int64), texts, tokenize(texts), list(cols[6]), list(cols[7]))
+                      torch.tensor(cols[4], dtype=torch.int64), texts, tokenize_instruction(texts), list(cols[6]),
+                      list(cols[7]))
 
 
 def remove_objects(ds: RemovalSet, which) -> torch.Tensor:
@@ -334,19 +298,17 @@ def remove_objects(ds: RemovalSet, which) -> torch.Tensor:
     for sc, w in zip(ds.scenes, which.tolist()):
         if not 0 <= w < len(sc.objects):
             raise ValueError(f"which must index each scene's objects, got {w} for a scene of {len(sc.objects)}")
-        out.append(data.render_scene(sc, size, objects=[k for k in range(len(sc.objects)) if k != w]))
+        out.append(scenes.render_scene(sc, size, objects=[k for k in range(len(sc.objects)) if k != w]))
     return torch.stack(out)
 
 
-# ---------------------------------------------------------------------------------------
-# 4. The model: a FiLM-conditioned U-Net that predicts a soft mask and a fill
-# ---------------------------------------------------------------------------------------
+# --- 4. The model: a FiLM-conditioned U-Net that predicts a soft mask and a fill ----------
 
-class TextEncoder(nn.Module):
+class InstructionEncoder(nn.Module):
     """Word embeddings + a bidirectional GRU over the instruction (padding skipped):
     ``forward(tokens (N, L) int64) -> (N, 2 * dim)`` (the two final hidden states)."""
 
-    def __init__(self, dim: int = 48, vocab: int = len(VOCAB)):
+    def __init__(self, dim: int = 48, vocab: int = len(INSTRUCTION_VOCAB)):
         super().__init__()
         self.embed = nn.Embedding(vocab, dim, padding_idx=0)
         self.gru = nn.GRU(dim, dim, batch_first=True, bidirectional=True)
@@ -380,7 +342,7 @@ class FiLMBlock(nn.Module):
 class InstructionRemover(nn.Module):
     """Instruction-conditioned object removal: ``forward(x (N, 3, H, W), tokens (N, L)) -> (N, 3, H, W)``.
 
-    The instruction is encoded by :class:`TextEncoder`; a U-Net (``H, W`` divisible by 8; widths
+    The instruction is encoded by :class:`InstructionEncoder`; a U-Net (``H, W`` divisible by 8; widths
     ``w, 2w, 4w, 4w`` at ``H, H/2, H/4, H/8``) reads the image plus two coordinate channels
     (x and y in ``[-1, 1]``: "left" and "top" are then easy to express) and every block is
     FiLM-modulated by the text. The head predicts a soft *mask* ``m`` (where to edit, sigmoid)
@@ -393,7 +355,7 @@ class InstructionRemover(nn.Module):
         super().__init__()
         checks.positive_int(width, "width"); checks.positive_int(text_dim, "text_dim")
         w, t = width, 2 * text_dim
-        self.text = TextEncoder(text_dim)
+        self.text = InstructionEncoder(text_dim)
         self.inp = nn.Conv2d(3 + 2, w, 3, padding=1)
         self.d1, self.d2, self.d3 = FiLMBlock(w, w, t), FiLMBlock(w, 2 * w, t), FiLMBlock(2 * w, 4 * w, t)
         self.mid = FiLMBlock(4 * w, 4 * w, t)
@@ -406,7 +368,7 @@ class InstructionRemover(nn.Module):
             raise ValueError(f"H and W must be divisible by 8, got {tuple(x.shape[-2:])}")
         checks.shape(tokens, (len(x), None), "tokens")
         if tokens.dtype != torch.int64:
-            raise TypeError(f"tokens must be int64 word ids (lib.removal.tokenize), got {tokens.dtype}")
+            raise TypeError(f"tokens must be int64 word ids (lib.removal.tokenize_instruction), got {tokens.dtype}")
         t = self.text(tokens.to(x.device))
         n, _, h, w = x.shape
         yy, xx = torch.meshgrid(torch.linspace(-1, 1, h, device=x.device), torch.linspace(-1, 1, w, device=x.device),
@@ -434,15 +396,13 @@ class InstructionRemover(nn.Module):
         return torch.sigmoid(self._run(x, tokens)[0])
 
 
-def fit(net: InstructionRemover, ds: RemovalSet, steps: int, batch: int = 32, lr: float = 2e-3,
+def fit_remover(net: InstructionRemover, ds: RemovalSet, steps: int, batch: int = 32, lr: float = 2e-3,
         mask_weight: float = 1.0, seed: int = 0, desc: str = "instruction remover") -> dict[str, list[float]]:
     """Train ``net`` on ``ds``: the l1 loss between its output and the ground truth, plus
     ``mask_weight`` times the binary cross-entropy between its mask and the target's coverage
     (the data set has the masks; ``mask_weight=0`` trains on image pairs alone, as Inst-Inpaint
     does -- a small network then tends to settle for editing nothing). Adam, cosine learning-rate
     decay; each step draws ``batch`` examples at random. Returns the :func:`lib.train.train_loop` history."""
-    from . import train
-
     if not isinstance(ds, RemovalSet):
         raise TypeError(f"ds must be a lib.removal.RemovalSet, got {type(ds).__name__}")
     checks.positive_int(steps, "steps"); checks.positive_int(batch, "batch")
@@ -469,7 +429,7 @@ def fit(net: InstructionRemover, ds: RemovalSet, steps: int, batch: int = 32, lr
 
 
 @torch.no_grad()
-def apply(net: InstructionRemover, ds: RemovalSet, tokens: torch.Tensor | None = None, chunk: int = 128,
+def apply_remover(net: InstructionRemover, ds: RemovalSet, tokens: torch.Tensor | None = None, chunk: int = 128,
           masks: bool = False) -> torch.Tensor:
     """The edits of ``net`` on ``ds.inputs`` (with ``ds.tokens``, or other ``tokens``), ``(N, 3, S, S)``
     on the CPU; with ``masks=True`` its predicted masks ``(N, 1, S, S)`` in ``[0, 1]`` instead."""
@@ -483,9 +443,7 @@ def apply(net: InstructionRemover, ds: RemovalSet, tokens: torch.Tensor | None =
     return torch.cat([run(x.to(dev), t.to(dev)).cpu() for x, t in zip(ds.inputs.split(chunk), tokens.split(chunk))])
 
 
-# ---------------------------------------------------------------------------------------
-# 5. Measures and baselines
-# ---------------------------------------------------------------------------------------
+# --- 5. Measures and baselines ------------------------------------------------------------
 
 def removal_fractions(out: torch.Tensor, ds: RemovalSet) -> torch.Tensor:
     """How much of each object an edit ``out (N, 3, S, S)`` removed: ``(N, K)``, the projection of
@@ -524,10 +482,6 @@ def right_object_rate(out: torch.Tensor, ds: RemovalSet, threshold: float = 0.5)
 def inpaint(inputs: torch.Tensor, masks: torch.Tensor, dilate: int = 1) -> torch.Tensor:
     """Classical removal: biharmonic inpainting (:func:`lib.restoration.inpaint_biharmonic`) of
     the binary ``masks (N, 1, S, S)`` dilated by ``dilate`` pixels (to cover anti-aliased rims)."""
-    from scipy import ndimage
-
-    from . import restoration
-
     checks.images(inputs, channels=3, name="inputs"); checks.binary(masks, "masks")
     checks.shape(masks, (len(inputs), 1, *inputs.shape[2:]), "masks")
     m = masks[:, 0].bool().numpy()

@@ -24,9 +24,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from . import checks, data
+from . import checks, diffusion, nets, scenes, vae
 from .clip import TextEncoder
-from . import diffusion, nets, vae
 
 
 # --- a VAE of scenes with a vector latent (the generator CLIP steers in chapter 9) -------------
@@ -148,7 +147,7 @@ class TextUNet(nn.Module):
     ``forward(z_t (N, C, H, W), t (N,), tokens (N, L) or None) -> eps (N, C, H, W)``.
 
     A small Transformer (:class:`lib.clip.TextEncoder`, trained jointly) turns the caption
-    tokens (:func:`lib.data.tokenize`) into a vector ``c (N, cond_dim)``, which enters a
+    tokens (:func:`lib.scenes.tokenize`) into a vector ``c (N, cond_dim)``, which enters a
     :class:`lib.nets.UNet` twice: added to its time embedding (*what*), and as a condition
     *map*: a per-pixel MLP of ``(c, x, y)`` gives ``map_channels`` extra input channels, so
     that "at the top" or "left of" can say *where* (the role cross-attention plays in
@@ -218,7 +217,7 @@ def generate(model: TextUNet, autoencoder: LatentAutoencoder, sched, captions, w
         raise ValueError("captions must be a non-empty list of captions")
     checks.nonnegative(w, "guidance scale w")
     dev = next(model.parameters()).device
-    tokens = data.tokenize(list(captions)).to(dev)
+    tokens = scenes.tokenize(list(captions)).to(dev)
     if w == 0:                                    # the two special cases need one network call
         eps = lambda z, t: model(z, t, None)
     elif w == 1:
@@ -231,24 +230,24 @@ def generate(model: TextUNet, autoencoder: LatentAutoencoder, sched, captions, w
 
 
 def caption_labels(captions) -> dict[str, torch.Tensor]:
-    """The labels ``{name: (N,) int64}`` (the convention of :func:`lib.data.scene_labels`) that
+    """The labels ``{name: (N,) int64}`` (the convention of :func:`lib.scenes.scene_labels`) that
     the captions ask for: what an attribute classifier should read in an image generated from
     each caption. Only the caption's words matter, not where exactly the objects are."""
     if isinstance(captions, str):
         captions = [captions]
-    scenes = []
+    out = []
     for c in captions:
-        a = data.parse_caption(c)
-        objs = tuple(data.SceneObject(k, col, sz, 0.5, 0.5, 0.1, (0.0, 0.0, 0.0)) for sz, col, k in a["objects"])
-        scenes.append(data.Scene(objs, a["where"], a["relation"]))
-    return data.scene_labels(scenes)
+        a = scenes.parse_caption(c)
+        objs = tuple(scenes.SceneObject(k, col, sz, 0.5, 0.5, 0.1, (0.0, 0.0, 0.0)) for sz, col, k in a["objects"])
+        out.append(scenes.Scene(objs, a["where"], a["relation"]))
+    return scenes.scene_labels(out)
 
 
 def content_match(pred: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> torch.Tensor:
     """A lenient prompt-adherence test, per image ``(N,)`` bool: the right number of objects
     with the right (colour, size) pairs, in any arrangement -- shapes, the position of a single
     object and the arrangement of a pair are ignored. ``pred`` and ``target`` are label dicts
-    (:func:`lib.data.scene_labels` convention, e.g. a judge's prediction and
+    (:func:`lib.scenes.scene_labels` convention, e.g. a judge's prediction and
     :func:`caption_labels`)."""
     for k in ("n_objects", "colour", "size", "colour2", "size2"):
         if k not in pred or k not in target:

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lib import clip, data
+from lib import clip, scenes, train
 
 
 def unit(x):
@@ -65,7 +65,7 @@ def test_clip_model_shapes_units_and_temperature():
     with torch.no_grad():
         m.logit_scale.fill_(10.0)
     assert m.scale().item() == pytest.approx(100.0)                         # clamped
-    loss = m(x, data.tokenize(["a small red square at the top"] * 4))
+    loss = m(x, scenes.tokenize(["a small red square at the top"] * 4))
     loss.backward()
     assert m.logit_scale.grad is not None                                   # the temperature is learned
     # word order matters to the text encoder
@@ -73,17 +73,17 @@ def test_clip_model_shapes_units_and_temperature():
                               "a small blue square above a large red circle"])
     assert not torch.allclose(a, b)
     # padding does not change the embedding
-    t = data.tokenize(["a small red square at the top"])
-    t2 = data.tokenize(["a small red square at the top"])
+    t = scenes.tokenize(["a small red square at the top"])
+    t2 = scenes.tokenize(["a small red square at the top"])
     assert torch.allclose(m.encode_text(t), m.encode_text(t2))
 
 
 def test_clip_learns_a_tiny_matching_problem():
     torch.manual_seed(0)
-    s = data.captioned_scenes("train", 32, p_two=0.0)
+    s = scenes.captioned_scenes("train", 32, p_two=0.0)
     m = clip.CLIP(dim=16, width=8)
     opt = torch.optim.Adam(m.parameters(), lr=3e-3)
-    tok = data.tokenize(s.captions)
+    tok = scenes.tokenize(s.captions)
     first = m(s.images, tok).item()
     for _ in range(40):
         loss = m(s.images, tok)
@@ -163,12 +163,12 @@ def test_linear_probe_separates_separable_features():
 
 def test_scene_judge_conventions_and_attribute_match():
     torch.manual_seed(0)
-    s = data.captioned_scenes("all", 16)
+    s = scenes.captioned_scenes("all", 16)
     j = clip.SceneJudge(width=8)
     loss = j.loss(s.images, s.labels)
     assert torch.isfinite(loss) and loss.item() > 0
     pred = j.predict(s.images)
-    assert set(pred) == set(data.LABELS) and all(v.shape == (16,) for v in pred.values())
+    assert set(pred) == set(scenes.LABELS) and all(v.shape == (16,) for v in pred.values())
     one = pred["n_objects"] == 1
     assert (pred["axis"][one] == -1).all() and (pred["where"][~one] == -1).all()
     assert clip.attribute_match(s.labels, s.labels).all()
@@ -179,6 +179,64 @@ def test_scene_judge_conventions_and_attribute_match():
     assert clip.attribute_match(wrong, s.labels, keys=["shape"]).all()
     with pytest.raises(ValueError, match="missing"):
         clip.attribute_match(wrong, s.labels, keys=["texture"])
+
+
+def _judge_by_hand(n, steps, width, batch):
+    """The judge's training as chapter 9's notebooks wrote it inline, before lib.clip.scene_judge."""
+    torch.manual_seed(1)
+    judge_set = scenes.captioned_scenes("all", n, seed=1)
+    judge = clip.SceneJudge(width=width)
+    opt = torch.optim.AdamW(judge.parameters(), lr=2e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps, pct_start=0.1)
+    keys = list(scenes.LABELS)
+    stream = train.batches(judge_set.images, *[judge_set.labels[k] for k in keys], batch_size=batch,
+                           generator=torch.Generator().manual_seed(1))
+    for _ in range(steps):
+        x, *ys = next(stream)
+        loss = judge.loss(x, dict(zip(keys, ys)))
+        opt.zero_grad(); loss.backward(); opt.step(); sched.step()
+    return judge
+
+
+def test_scene_judge_is_trained_once_cached_and_leaves_the_rng_alone(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBOOK_CACHE", str(tmp_path))
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    j = clip.scene_judge(48, 3, width=8, batch=16)
+    assert torch.equal(torch.get_rng_state(), state)                  # caller's random state untouched
+    assert isinstance(j, clip.SceneJudge) and not j.training
+    files = list(tmp_path.glob("scene_judge-*.pt"))
+    assert len(files) == 1
+    ref = _judge_by_hand(48, 3, 8, 16).state_dict()
+    assert all(torch.equal(v, ref[k]) for k, v in j.state_dict().items())   # same numbers as the inline loop
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cached judge must not be trained again")
+
+    monkeypatch.setattr(scenes, "captioned_scenes", no_training)     # training would draw the scenes
+    state = torch.get_rng_state()
+    again = clip.scene_judge(48, 3, width=8, batch=16)
+    assert all(torch.equal(v, ref[k]) for k, v in again.state_dict().items())
+    assert torch.equal(torch.get_rng_state(), state)
+    with pytest.raises(AssertionError, match="cached"):                 # other settings: another judge
+        clip.scene_judge(48, 4, width=8, batch=16)
+
+
+def test_scene_judge_retrains_a_stale_checkpoint_and_checks_its_input(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBOOK_CACHE", str(tmp_path))
+    j = clip.scene_judge(32, 2, width=8, batch=16)
+    (path,) = tmp_path.glob("scene_judge-*.pt")
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["config"]["code"] = "older code"
+    ckpt["state_dict"] = {k: torch.zeros_like(v) for k, v in ckpt["state_dict"].items()}
+    torch.save(ckpt, path)
+    k = clip.scene_judge(32, 2, width=8, batch=16)                     # retrained, not the zeros
+    assert all(torch.equal(v, j.state_dict()[n]) for n, v in k.state_dict().items())
+    assert torch.load(path, weights_only=True)["config"]["code"] != "older code"
+    with pytest.raises(ValueError, match="n_scenes"):
+        clip.scene_judge(0, 2)
+    with pytest.raises(ValueError, match="steps"):
+        clip.scene_judge(32, 0)
 
 
 def test_clip_guided_latents_increase_similarity_and_leave_models_alone():
@@ -212,7 +270,7 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="tokenize"):
         m.encode_text(torch.zeros(2, 5, dtype=torch.long))
     with pytest.raises(ValueError, match="tokenize"):
-        m.encode_text(torch.zeros(2, data.MAX_TOKENS))
+        m.encode_text(torch.zeros(2, scenes.MAX_TOKENS))
     with pytest.raises(ValueError):
         clip.info_nce(torch.zeros(4, 8), torch.zeros(4, 7))
     with pytest.raises(ValueError):
@@ -229,4 +287,5 @@ def test_bad_inputs():
         clip.ImageEncoder(size=20)
     with pytest.raises(ValueError, match=r"\[-1, 1\]"):
         clip.SceneJudge(width=8).predict(torch.full((2, 3, 32, 32), 255.0))
+
 

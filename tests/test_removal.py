@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from lib import data, metrics, restoration, removal as R
+from lib import metrics, removal as R, restoration, scenes
 
 
 def obj(shape, colour, size, cx, cy):
     r = {"small": 3.5 / 32, "large": 6 / 32}[size]
-    return data.SceneObject(shape, colour, size, cx, cy, r, data.RGB[colour])
+    return scenes.SceneObject(shape, colour, size, cx, cy, r, scenes.RGB[colour])
 
 
 def scene(*objs):
-    return data.Scene(tuple(objs), background=(0.2, 0.05, 0.3))
+    return scenes.Scene(tuple(objs), background=(0.2, 0.05, 0.3))
 
 
 # --- an independent reader of the grammar ---------------------------------------------------
@@ -133,50 +133,30 @@ def test_generated_instructions_refer_to_exactly_the_target():
     rng = np.random.default_rng(0)
     forms = set()
     for _ in range(400):
-        sc = R.sample_scene(rng)
+        sc = scenes.sample_removal_scene(rng)
         for t in range(len(sc.objects)):
             for form, phrases in R.referring_expressions(sc, t).items():
                 for p in phrases:
                     text = "remove the " + p
                     assert referents(sc, text) == [t], (text, sc)      # the independent reader
                     assert R.resolve(sc, text) == [t], text            # the library's reader
-                    assert len(text.split()) <= R.MAX_TOKENS
+                    assert len(text.split()) <= R.INSTRUCTION_TOKENS
                     forms.add(form)
     assert forms == set(R.FORMS)
 
 
 def test_tokenize():
-    tok = R.tokenize(["remove the red circle", "remove the small blue cross above the green square"])
-    assert tok.shape == (2, R.MAX_TOKENS) and tok.dtype == torch.int64
-    assert [R.VOCAB[i] for i in tok[0, :4]] == ["remove", "the", "red", "circle"]
+    tok = R.tokenize_instruction(["remove the red circle", "remove the small blue cross above the green square"])
+    assert tok.shape == (2, R.INSTRUCTION_TOKENS) and tok.dtype == torch.int64
+    assert [R.INSTRUCTION_VOCAB[i] for i in tok[0, :4]] == ["remove", "the", "red", "circle"]
     assert (tok[0, 4:] == 0).all() and (tok[1, :9] != 0).all() and (tok[1, 9:] == 0).all()
     with pytest.raises(ValueError, match="unknown word"):
-        R.tokenize("remove the purple circle")
+        R.tokenize_instruction("remove the purple circle")
     with pytest.raises(ValueError, match="more than"):
-        R.tokenize("remove the red circle", length=3)
+        R.tokenize_instruction("remove the red circle", length=3)
 
 
-# --- scenes and data ---------------------------------------------------------------------------
-
-def test_sample_scene_objects_do_not_overlap():
-    rng = np.random.default_rng(1)
-    counts, dup = [], 0
-    for _ in range(200):
-        sc = R.sample_scene(rng, n_objects=(2, 3), p_duplicate=0.5)
-        m = data.object_masks(sc, 32)
-        counts.append(len(sc.objects))
-        assert float((m.sum(0) > 1.0 + 1e-6).sum()) == 0                # coverages never add up past 1
-        for i in range(len(m)):
-            for j in range(i):
-                assert float((m[i] * m[j]).sum()) == 0                  # no shared pixel at all
-        dup += (sc.objects[0].colour, sc.objects[0].shape) == (sc.objects[1].colour, sc.objects[1].shape)
-    assert set(counts) == {2, 3}
-    assert 0.4 < dup / 200 < 0.65      # p_duplicate = 0.5, plus 1/16 by chance; 200 draws: sd 0.035
-    with pytest.raises(ValueError):
-        R.sample_scene(rng, n_objects=(2, 5))
-    with pytest.raises(ValueError):
-        R.sample_scene(rng, p_duplicate=1.5)
-
+# --- data ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def ds():
@@ -185,11 +165,11 @@ def ds():
 
 def test_examples_are_exact_removals(ds):
     assert ds.inputs.shape == ds.targets.shape == ds.backgrounds.shape == (60, 3, 32, 32)
-    assert ds.masks.shape == (60, 3, 32, 32) and ds.tokens.shape == (60, R.MAX_TOKENS)
+    assert ds.masks.shape == (60, 3, 32, 32) and ds.tokens.shape == (60, R.INSTRUCTION_TOKENS)
     for i in range(len(ds)):
         sc, t = ds.scenes[i], int(ds.target[i])
         keep = [k for k in range(len(sc.objects)) if k != t]
-        assert torch.equal(ds.targets[i], data.render_scene(sc, 32, objects=keep))
+        assert torch.equal(ds.targets[i], scenes.render_scene(sc, 32, objects=keep))
         assert R.resolve(sc, ds.instructions[i]) == [t]
         assert referents(sc, ds.instructions[i]) == [t]
         cover = ds.masks[i, t]
@@ -295,15 +275,15 @@ def test_fit_reduces_the_loss_and_uses_the_text(ds):
     torch.manual_seed(0)
     net = R.InstructionRemover(width=4, text_dim=8)
     small = ds.subset(range(8))
-    h = R.fit(net, small, steps=40, batch=8, lr=5e-3, desc="test")
+    h = R.fit_remover(net, small, steps=40, batch=8, lr=5e-3, desc="test")
     assert np.mean(h["l1"][-5:]) < np.mean(h["l1"][:5]) and np.mean(h["mask BCE"][-5:]) < np.mean(h["mask BCE"][:5])
-    out = R.apply(net, small)
+    out = R.apply_remover(net, small)
     assert out.shape == small.inputs.shape
-    m = R.apply(net, small, masks=True)
+    m = R.apply_remover(net, small, masks=True)
     assert m.shape == (8, 1, 32, 32) and torch.allclose(m, net.mask(small.inputs, small.tokens))
-    other = R.apply(net, small, tokens=small.tokens.roll(1, 0))
+    other = R.apply_remover(net, small, tokens=small.tokens.roll(1, 0))
     assert not torch.allclose(out, other)                  # a different instruction, a different edit
     with pytest.raises(TypeError):
-        R.fit(net, small.inputs, steps=1)
+        R.fit_remover(net, small.inputs, steps=1)
     with pytest.raises(ValueError):
-        R.fit(net, small, steps=0)
+        R.fit_remover(net, small, steps=0)

@@ -4,7 +4,7 @@ chapter 9's CLIP notebook steers."""
 import pytest
 import torch
 
-from lib import data, diffusion, text2image
+from lib import diffusion, scenes, text2image
 
 
 def small_model(channels=3):
@@ -18,7 +18,7 @@ def small_model(channels=3):
 def test_autoencoder_shapes_ranges_and_loss():
     torch.manual_seed(0)
     ae = text2image.LatentAutoencoder(channels=3, width=8)
-    x = data.captioned_scenes("train", 4).images
+    x = scenes.captioned_scenes("train", 4).images
     z = ae.encode(x)
     assert z.shape == (4, 3, 8, 8) and z.abs().max() <= 1           # tanh latents
     y = ae.decode(z * 5)                                            # even far-off latents decode into the image range
@@ -40,7 +40,7 @@ def test_autoencoder_shapes_ranges_and_loss():
 def test_text_unet_conditions_and_dropout():
     model = small_model()
     z, t = torch.randn(2, 3, 8, 8), torch.tensor([5, 50])
-    tok = data.tokenize(["a small red square at the top", "a large blue circle above a small red cross"])
+    tok = scenes.tokenize(["a small red square at the top", "a large blue circle above a small red cross"])
     with torch.no_grad():
         with_caption, none = model(z, t, tok), model(z, t, None)
         dropped_all = model(z, t, tok, drop=torch.tensor([True, True]))
@@ -51,7 +51,7 @@ def test_text_unet_conditions_and_dropout():
     assert torch.allclose(dropped_one[0], none[0], atol=1e-6) and torch.allclose(dropped_one[1], with_caption[1], atol=1e-6)
     # the caption matters, and so does word order ("swapped colours")
     assert not torch.allclose(with_caption, none, atol=1e-4)
-    swapped = data.tokenize(["a small red square at the top", "a large red circle above a small blue cross"])
+    swapped = scenes.tokenize(["a small red square at the top", "a large red circle above a small blue cross"])
     with torch.no_grad():
         assert not torch.allclose(model(z, t, swapped)[1], with_caption[1], atol=1e-5)
     with pytest.raises(ValueError, match="caption per latent"):
@@ -64,7 +64,7 @@ def test_caption_dropout_loss():
     model = small_model()
     sched = diffusion.cosine_schedule(20)
     z0 = torch.rand(6, 3, 8, 8) * 2 - 1
-    tok = data.tokenize(data.captioned_scenes("train", 6).captions)
+    tok = scenes.tokenize(scenes.captioned_scenes("train", 6).captions)
     run = lambda p: text2image.text_diffusion_loss(model, sched, z0, tok, p_uncond=p, generator=torch.Generator().manual_seed(1))
     l0, l1 = run(0.0), run(1.0)
     assert l0.item() > 0 and torch.isfinite(l1)
@@ -95,7 +95,7 @@ def test_generate_with_guidance_zero_and_one_is_unconditional_and_conditional():
     assert torch.allclose(gen(caps, 1.0 + 1e-9), x1, atol=1e-4)
     assert not torch.allclose(x3, x1, atol=1e-4)
     # and equals DDIM run by hand on cfg_eps with the same start
-    tok = data.tokenize(caps)
+    tok = scenes.tokenize(caps)
     zT = torch.randn((2, 3, 8, 8), generator=torch.Generator().manual_seed(3))
     eps = lambda z, t: diffusion.cfg_eps(model(z, t, tok), model(z, t, None), 3.0)
     z = diffusion.ddim_sample(eps, sched, steps=4, x_T=zT, clip_x0=True)
@@ -107,15 +107,15 @@ def test_generate_with_guidance_zero_and_one_is_unconditional_and_conditional():
 
 
 def test_caption_labels_agree_with_the_labels_of_real_scenes():
-    s = data.captioned_scenes("all", 300, seed=4)
+    s = scenes.captioned_scenes("all", 300, seed=4)
     got = text2image.caption_labels(s.captions)
     for k, v in s.labels.items():
         assert torch.equal(got[k], v), k
     # hand-checked example: "below" is canonicalised to the other object being above
     lab = text2image.caption_labels("a small green cross below a large blue circle")
     assert lab["n_objects"].item() == 2 and lab["axis"].item() == 0
-    assert data.SHAPES[lab["shape"].item()] == "circle" and data.COLOURS[lab["colour"].item()] == "blue"
-    assert data.SHAPES[lab["shape2"].item()] == "cross" and data.SIZES[lab["size2"].item()] == "small"
+    assert scenes.SHAPES[lab["shape"].item()] == "circle" and scenes.COLOURS[lab["colour"].item()] == "blue"
+    assert scenes.SHAPES[lab["shape2"].item()] == "cross" and scenes.SIZES[lab["size2"].item()] == "small"
     assert lab["where"].item() == -1
     with pytest.raises(ValueError, match="grammar"):
         text2image.caption_labels(["a purple square at the top"])
@@ -145,7 +145,7 @@ def test_content_match_ignores_shape_and_arrangement_only():
 def test_scene_vae_shapes_and_loss():
     torch.manual_seed(0)
     vae = text2image.SceneVAE(z_dim=8, width=8)
-    x = data.captioned_scenes("train", 4).images
+    x = scenes.captioned_scenes("train", 4).images
     mu, logvar = vae.encode(x)
     assert mu.shape == logvar.shape == (4, 8) and vae.decode(mu).shape == (4, 3, 32, 32)
     out = vae.loss(x)
