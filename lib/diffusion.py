@@ -22,6 +22,7 @@ predicted noise ``eps_hat`` with the shape of ``x_t`` (the "eps-prediction" of H
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Callable
 
@@ -189,7 +190,7 @@ def q_sample(sched: Schedule, x0: torch.Tensor, t, noise: torch.Tensor | None = 
              generator: torch.Generator | None = None) -> torch.Tensor:
     """Jump straight to ``x_t ~ q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I)``.
 
-    ``x0 (N, ...)`` (images in [-1, 1]); ``t`` int or long ``(N,)`` in 1..T; ``noise`` like ``x0``
+    ``x0 (N, ...)`` floating point (images in [-1, 1]); ``t`` int or long ``(N,)`` in 1..T; ``noise`` like ``x0``
     (drawn from ``generator`` if not given). Returns ``x_t`` with the shape of ``x0``.
     """
     _data(x0, "x0")
@@ -269,7 +270,7 @@ def _start(shape, generator, device, x_T):
         _state(x_T, "x_T")
         return checks.finite(x_T, "x_T").to(device)
     if (not isinstance(shape, (tuple, list, torch.Size)) or len(shape) < 2
-            or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in shape)):
+            or any(isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1 for d in shape)):
         raise ValueError(f"shape must be a tuple (N, ...) of at least 2 positive ints, got {shape!r}")
     return torch.randn(tuple(shape), generator=generator).to(device)
 

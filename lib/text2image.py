@@ -209,9 +209,10 @@ def generate(model: TextUNet, autoencoder: LatentAutoencoder, sched, captions, w
     """Text-to-image: images ``(N, 3, 32, 32)`` in ``[-1, 1]`` for ``N`` captions.
 
     DDIM (:func:`lib.diffusion.ddim_sample`, ``steps`` steps, ``eta = 0`` deterministic,
-    ``eta = 1`` ancestral; the predicted clean latent clipped to ``[-1, 1]``) in the latent space with classifier-free guidance
-    ``eps = eps(no caption) + w (eps(caption) - eps(no caption))`` (:func:`lib.diffusion.cfg_eps`;
-    ``w = 0``: unconditional, ``w = 1``: conditional), then the decoder.
+    ``eta = 1`` ancestral; the predicted clean latent clipped to ``[-1, 1]``) in the latent
+    space with classifier-free guidance ``eps = eps(no caption) + w (eps(caption) - eps(no
+    caption))`` (:func:`lib.diffusion.guided`; ``w = 0``: unconditional, ``w = 1``:
+    conditional, one network call each; ``w`` a finite number ``>= 0``), then the decoder.
     """
     if isinstance(captions, str) or len(captions) == 0:
         raise ValueError("captions must be a non-empty list of captions")
