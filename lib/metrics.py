@@ -9,7 +9,13 @@
 * :func:`fdd_reference` -- the two reference rows every image chapter prints:
   real train vs real test digits (the floor) and the chapter-1 per-class
   Gaussian samples (the baseline to beat);
-* :func:`psnr`, :func:`ssim` -- image fidelity, via scikit-image.
+* :func:`psnr`, :func:`ssim` -- image fidelity, via scikit-image; :func:`psnr_masked` -- PSNR
+  over the pixels of a hole only (inpainting);
+* :func:`mode_coverage` -- modes of a ring of Gaussians a GAN covers (chapter 6);
+* image measures of chapters 8 and 10: :func:`hf_energy_ratio` and :func:`sharpness` (how much
+  fine detail), :func:`gradient_magnitude`, :func:`image_correlation` (the one Pearson
+  correlation helper) and :func:`structure_correlation` (does the output keep the input's
+  edges), :func:`colourfulness`, :func:`log_radiance_error` (HDR, in stops).
 """
 from __future__ import annotations
 
@@ -271,3 +277,129 @@ def mode_coverage(samples: torch.Tensor, centres: torch.Tensor | None = None, si
     counts = torch.bincount(nearest[good], minlength=len(centres))
     return {"modes": int((counts >= min_count).sum()), "high_quality": float(good.double().mean() * 100),
             "counts": counts.tolist()}
+
+
+# --- chapter 8: blur and correspondence of translated images ---
+
+def _laplacian(x: torch.Tensor) -> torch.Tensor:
+    """5-point Laplacian on the interior: ``(N, C, H, W) -> (N, C, H-2, W-2)``."""
+    return (4 * x[..., 1:-1, 1:-1] - x[..., :-2, 1:-1] - x[..., 2:, 1:-1]
+            - x[..., 1:-1, :-2] - x[..., 1:-1, 2:])
+
+
+def hf_energy_ratio(x: torch.Tensor, ref: torch.Tensor) -> float:
+    """Sharpness of ``x`` relative to ``ref``: high-frequency energy ``sum(Lap(x)^2) / sum(Lap(ref)^2)``.
+
+    Both ``(N, C, H, W)`` (``H, W >= 3``), same shape. The 5-point Laplacian keeps only the
+    finest detail, so a blurry output scores below 1, an output as detailed as the ground
+    truth about 1, and a noisy one above 1. (It measures *how much* detail there is, not
+    whether it is the right detail: the L1 error does that.)
+    """
+    checks.tensor(x, "x"); checks.tensor(ref, "ref")
+    if x.shape != ref.shape or x.dim() != 4 or min(x.shape[-2:]) < 3:
+        raise ValueError(f"x and ref must be (N, C, H, W) of the same shape with H, W >= 3, "
+                         f"got {tuple(x.shape)} and {tuple(ref.shape)}")
+    den = float(_laplacian(ref.double()).pow(2).sum())
+    if den == 0:
+        raise ValueError("ref has no high-frequency energy (it is constant or linear)")
+    return float(_laplacian(x.double()).pow(2).sum()) / den
+
+
+def gradient_magnitude(x: torch.Tensor) -> torch.Tensor:
+    """Central-difference gradient magnitude, ``(N, C, H, W) -> (N, C, H-2, W-2)``."""
+    checks.tensor(x, "x")
+    if x.dim() != 4 or min(x.shape[-2:]) < 3:
+        raise ValueError(f"x must be (N, C, H, W) with H, W >= 3, got {tuple(x.shape)}")
+    gx = x[..., 1:-1, 2:] - x[..., 1:-1, :-2]
+    gy = x[..., 2:, 1:-1] - x[..., :-2, 1:-1]
+    return (gx ** 2 + gy ** 2).sqrt()
+
+
+def image_correlation(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-image Pearson correlation of the pixel values of ``x`` and ``y``: ``(N,)`` in ``[-1, 1]``.
+
+    Used to ask whether a translation is *of its input*: correlate the output with the
+    right answer where one is known (1 = same picture up to brightness/contrast, 0 =
+    unrelated). ``x``, ``y``: ``(N, ...)`` of the same shape; a constant image gives 0.
+    """
+    checks.tensor(x, "x"); checks.tensor(y, "y")
+    if x.shape != y.shape or x.dim() < 2:
+        raise ValueError(f"x and y must have the same shape (N, ...), got {tuple(x.shape)} and {tuple(y.shape)}")
+    u = x.double().flatten(1); v = y.double().flatten(1)
+    u = u - u.mean(1, keepdim=True)
+    v = v - v.mean(1, keepdim=True)
+    den = u.norm(dim=1) * v.norm(dim=1)
+    return torch.where(den > 0, (u * v).sum(1) / den.clamp_min(1e-300), torch.zeros_like(den)).float()
+
+
+def structure_correlation(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-image Pearson correlation (:func:`image_correlation`) of the gradient magnitudes of ``x`` and ``y``: ``(N,)`` in ``[-1, 1]``.
+
+    How much of ``x``'s structure (where its edges are) survives in ``y``: near 1 when the
+    edges are in the same places, near 0 when ``y``'s edges are unrelated to ``x``'s.
+    ``x``, ``y``: ``(N, C, H, W)`` of the same shape. A constant image has correlation 0.
+    """
+    checks.tensor(x, "x"); checks.tensor(y, "y")
+    if x.shape != y.shape:
+        raise ValueError(f"x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+    return image_correlation(gradient_magnitude(x.double()), gradient_magnitude(y.double()))
+
+
+# --- chapter 10: image measures (sharpness, colour, HDR error, PSNR in a hole) ---
+
+def sharpness(x: torch.Tensor) -> float:
+    """Mean gradient magnitude ``sqrt(dx^2 + dy^2)`` (forward differences, in ``[0, 1]`` units,
+    averaged over channels, pixels and images) of ``x (N, C, H, W)`` in ``[-1, 1]``.
+    Blurry images score low; a restoration should score close to the ground truth."""
+    checks.images(x)
+    u = (x.double() + 1) / 2
+    dx = u[..., :-1, 1:] - u[..., :-1, :-1]
+    dy = u[..., 1:, :-1] - u[..., :-1, :-1]
+    return float(torch.sqrt(dx ** 2 + dy ** 2).mean())
+
+
+def colourfulness(x: torch.Tensor) -> float:
+    """Hasler & Süsstrunk's (2003) colourfulness of RGB images ``(N, 3, H, W)`` in ``[-1, 1]``,
+    computed on the 0..255 scale and averaged over images:
+    ``sqrt(sd(rg)^2 + sd(yb)^2) + 0.3 sqrt(mean(rg)^2 + mean(yb)^2)``, ``rg = R - G``,
+    ``yb = (R + G)/2 - B``. Grey images score 0; vivid photos score 50-100."""
+    checks.images(x, channels=3)
+    u = (x.double() + 1) / 2 * 255
+    r, g, b = u[:, 0].flatten(1), u[:, 1].flatten(1), u[:, 2].flatten(1)
+    rg, yb = r - g, (r + g) / 2 - b
+    sd = torch.sqrt(rg.var(1, unbiased=False) + yb.var(1, unbiased=False))
+    mu = torch.sqrt(rg.mean(1) ** 2 + yb.mean(1) ** 2)
+    return float((sd + 0.3 * mu).mean())
+
+
+def log_radiance_error(est: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor | None = None) -> float:
+    """Mean absolute error of ``log2`` radiance, in *stops* (1 stop = a factor of 2), between
+    positive ``est`` and ``ref`` ``(N, C, H, W)``; only where ``mask`` (same shape, or ``(N, 1, H, W)``) is 1."""
+    checks.tensor(est, "est"); checks.tensor(ref, "ref")
+    if est.shape != ref.shape:
+        raise ValueError(f"est and ref must have the same shape, got {tuple(est.shape)} and {tuple(ref.shape)}")
+    if (est <= 0).any() or (ref <= 0).any():
+        raise ValueError("radiance must be > 0 to take its logarithm")
+    err = (torch.log2(est.double()) - torch.log2(ref.double())).abs()
+    if mask is None:
+        return float(err.mean())
+    checks.binary(mask, "mask")
+    m = mask.expand_as(err).bool()
+    if not m.any():
+        raise ValueError("mask selects no pixel")
+    return float(err[m].mean())
+
+
+def psnr_masked(x: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor) -> float:
+    """PSNR in dB computed only over the pixels where ``mask (N, 1, H, W)`` is 1 (the hole of an
+    inpainting), per image, then averaged; images ``(N, C, H, W)`` in ``[-1, 1]`` (peak = [0, 1] range)."""
+    checks.images(x, name="x"); checks.images(ref, name="ref"); checks.binary(mask, "mask")
+    if x.shape != ref.shape or mask.shape != (x.shape[0], 1, *x.shape[2:]):
+        raise ValueError(f"x, ref must match and mask be (N, 1, H, W); got {tuple(x.shape)}, "
+                         f"{tuple(ref.shape)}, {tuple(mask.shape)}")
+    d2 = (((x.double() - ref.double()) / 2) ** 2 * mask).sum(dim=(1, 2, 3))
+    cnt = mask.double().sum(dim=(1, 2, 3)) * x.shape[1]
+    if (cnt == 0).any():
+        raise ValueError("every mask must select at least one pixel")
+    mse = (d2 / cnt).clamp_min(1e-12)
+    return float((10 * torch.log10(1 / mse)).mean())
