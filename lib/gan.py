@@ -12,10 +12,8 @@ Read top to bottom:
      *non-saturating* ``-1/2 E_z log D(G(z))`` of the slide (:func:`g_loss`);
    * the optimal discriminator ``D* = p_data / (p_data + p_g)`` (:func:`optimal_discriminator`).
 
-   These are *all* the book's GAN losses: chapter 8 (pix2pix, CycleGAN: least squares) and
-   chapter 10 (the restoration GANs) call them too, at twice the scale (without the 1/2) and
-   with their own ``form`` of the logistic terms (see :func:`d_loss`), which keeps their
-   recorded numbers bit for bit.
+   These are *all* the book's GAN losses: chapters 8 and 10 call them at twice the scale and
+   with their own ``form`` of the logistic terms (see :func:`_neg_log_d`).
 
 2. **Networks.** Small MLPs for 1-D/2-D toys, and a DCGAN generator/discriminator for 16x16
    digits with the DCGAN tricks: no fully connected layers, batch norm, LeakyReLU in ``D``,
@@ -75,9 +73,8 @@ def d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str = "mi
     * ``"lsgan"``: ``1/2 E (D(x) - 1)^2 + 1/2 E D(G(z))^2`` on the raw outputs (Mao et al. 2017);
     * ``"hinge"``: ``E relu(1 - D(x)) + E relu(1 + D(G(z)))`` on the raw outputs.
 
-    Logits of any shape (a PatchGAN's grid too) are averaged over every entry. ``form`` says how
-    the logistic terms of ``"minimax"`` are evaluated -- the same function, rounded differently
-    (see :func:`_neg_log_d`); it is ignored by the other kinds.
+    Logits of any shape (a PatchGAN's grid too) are averaged over every entry. ``form``: how the
+    logistic terms of ``"minimax"`` are evaluated (:func:`_neg_log_d`); other kinds ignore it.
     """
     checks.choice(kind, D_LOSSES, "discriminator loss")
     checks.choice(form, LOGISTIC_FORMS, "logistic form")
@@ -101,7 +98,6 @@ def g_loss(fake_logits: torch.Tensor, kind: str = "nonsaturating", form: str = "
     * ``"lsgan"``: ``1/2 E (D(G(z)) - 1)^2``; ``"hinge"``: ``-E D(G(z))``.
 
     ``form`` (``"nonsaturating"`` only): how ``-log D`` is evaluated, see :func:`_neg_log_d`.
-    Chapters 8 and 10 use these losses at twice this scale (without the game's 1/2).
     """
     checks.choice(kind, G_LOSSES, "generator loss")
     checks.choice(form, LOGISTIC_FORMS, "logistic form")
@@ -118,14 +114,11 @@ def g_loss(fake_logits: torch.Tensor, kind: str = "nonsaturating", form: str = "
 
 
 def _neg_log_d(logits: torch.Tensor, real: bool, form: str) -> torch.Tensor:
-    """``E[-log D]`` (``real=True``) or ``E[-log(1 - D)]`` (``real=False``), ``D = sigmoid(logits)``,
-    averaged over every entry of ``logits``: the binary cross-entropy against the label. Three
-    forms agree up to rounding but not bit for bit (values and gradients differ in the last bits):
-    ``"logsigmoid"`` (``-F.logsigmoid(+-l)``, chapter 6), ``"bce"``
-    (``F.binary_cross_entropy_with_logits`` against the label 1 or 0, chapter 8's pix2pix) and
-    ``"softplus"`` (``F.softplus(-+l)``, chapter 10). Each chapter keeps its form so that its
-    recorded numbers stay exactly reproducible. (:func:`d_loss` and :func:`g_loss` write the
-    ``"logsigmoid"`` form out themselves; this helper evaluates the other two.)"""
+    """``E[-log D]`` (``real``) or ``E[-log(1 - D)]``, ``D = sigmoid(logits)``: the BCE against the
+    label. Three forms agree up to rounding, not bit for bit: ``"logsigmoid"`` (chapter 6, written
+    out in :func:`d_loss` / :func:`g_loss`), ``"bce"`` (``F.binary_cross_entropy_with_logits``,
+    chapter 8) and ``"softplus"`` (``F.softplus(-+l)``, chapter 10); each chapter keeps its own so
+    that its recorded numbers stay exactly reproducible."""
     if form == "softplus":
         return F.softplus(-logits if real else logits).mean()
     target = torch.ones_like(logits) if real else torch.zeros_like(logits)

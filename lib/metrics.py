@@ -19,14 +19,18 @@
 """
 from __future__ import annotations
 
+import hashlib
+import inspect
 import math
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from scipy import linalg
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from . import checks, runtime
+from . import checks, data, density, runtime, train
 
 
 def bits_per_dim(nll_nats: torch.Tensor | float, dims: int) -> float:
@@ -82,8 +86,6 @@ def mmd(a: torch.Tensor, b: torch.Tensor, bandwidth: float | None = None) -> flo
 def frechet_distance(fa: torch.Tensor, fb: torch.Tensor) -> float:
     """Fréchet distance between Gaussians fitted to features ``fa (N, F)`` and ``fb (M, F)``:
     ``|mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2))``."""
-    from scipy import linalg
-
     fa, fb = _points(fa, "fa").numpy(), _points(fb, "fb").numpy()
     mu_a, mu_b = fa.mean(0), fb.mean(0)
     eye = 1e-6 * np.eye(fa.shape[1])  # keeps the square root defined when a feature is constant
@@ -122,9 +124,6 @@ _FEATURE_CONFIG = {"arch": "DigitFeatureNet-v1", "steps": 1000, "batch": 128, "s
 
 def _code_fingerprint(*objects) -> str:
     """A short hash of the source code of ``objects``: the cache key changes whenever the code does."""
-    import hashlib
-    import inspect
-
     return hashlib.sha256("\n".join(inspect.getsource(o) for o in objects).encode()).hexdigest()[:16]
 
 
@@ -145,7 +144,6 @@ def digit_feature_net() -> DigitFeatureNet:
     global _FEATURE_NET
     if _FEATURE_NET is not None:
         return _FEATURE_NET
-    from . import train
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_FEATURE_CONFIG["seed"])
@@ -167,6 +165,8 @@ def digit_feature_net() -> DigitFeatureNet:
     return net
 
 
+# (Its function-local import stays: this function's source is part of the cached net's key,
+# and an edit to it would retrain the net in every checkout.)
 @torch.enable_grad()  # callers may hold torch.no_grad() (digit_features does): training needs gradients
 def _train_feature_net(net: DigitFeatureNet) -> None:
     from . import data, train
@@ -196,7 +196,6 @@ def frechet_digit_distance(samples: torch.Tensor, reference: torch.Tensor | None
     """Fréchet digit distance (FDD) between ``samples (N, 1, 16, 16)`` in ``[-1, 1]`` and
     ``reference`` (default: the 360 real test digits). Lower is better."""
     if reference is None:
-        from . import data
         reference = data.digits("test")[0]
     return frechet_distance(digit_features(samples), digit_features(reference))
 
@@ -207,8 +206,6 @@ def fdd_reference(n_samples: int = 1000, seed: int = 0) -> dict[str, float]:
     ``floor``: real *train* digits vs the test digits -- what a perfect model would get.
     ``gaussian``: ``n_samples`` draws from chapter 1's per-class Gaussians -- the baseline.
     """
-    from . import data, density
-
     xtr, ytr = data.digits("train")
     g = torch.Generator().manual_seed(seed)
     samples, _ = density.ClassGaussians().fit(xtr, ytr).sample(n_samples, generator=g)
@@ -222,8 +219,6 @@ def _to_numpy_unit(x: torch.Tensor, name: str) -> np.ndarray:
 
 def psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
     """Mean PSNR in dB over a batch; both ``(N, C, H, W)`` in ``[-1, 1]`` (peak = the [0, 1] range)."""
-    from skimage.metrics import peak_signal_noise_ratio
-
     if x.shape != ref.shape:
         raise ValueError(f"x and ref must have the same shape, got {tuple(x.shape)} and {tuple(ref.shape)}")
     a, b = _to_numpy_unit(x, "x"), _to_numpy_unit(ref, "ref")
@@ -232,8 +227,6 @@ def psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
 
 def ssim(x: torch.Tensor, ref: torch.Tensor) -> float:
     """Mean SSIM over a batch; both ``(N, C, H, W)`` in ``[-1, 1]``."""
-    from skimage.metrics import structural_similarity
-
     if x.shape != ref.shape:
         raise ValueError(f"x and ref must have the same shape, got {tuple(x.shape)} and {tuple(ref.shape)}")
     a, b = _to_numpy_unit(x, "x"), _to_numpy_unit(ref, "ref")
@@ -259,7 +252,6 @@ def mode_coverage(samples: torch.Tensor, centres: torch.Tensor | None = None, si
     """
     checks.tensor(samples, "samples")
     if centres is None:
-        from . import data
         centres = data.ring8_centres()
     checks.tensor(centres, "centres")
     if samples.dim() != 2 or len(samples) < 1:

@@ -126,3 +126,14 @@ def test_yuv_matches_skimage_and_round_trips():
     assert torch.allclose(D.yuv_to_rgb(yuv), x, atol=1e-5)
     with pytest.raises(ValueError):
         D.rgb_to_yuv(img(1, 1))
+
+
+def test_check_kernel_accepts_blur_kernels_only():
+    k = D.gaussian_kernel(5, 1.0)
+    assert D.check_kernel(k) is k
+    with pytest.raises(ValueError, match="odd"):
+        D.check_kernel(torch.full((4, 4), 1 / 16))
+    with pytest.raises(ValueError, match="sum to 1"):
+        D.check_kernel(torch.ones(3, 3))
+    with pytest.raises(TypeError):
+        D.check_kernel(np.ones((3, 3)) / 9)

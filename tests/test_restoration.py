@@ -167,3 +167,14 @@ def test_bad_inputs_are_refused():
         metrics.sharpness(torch.zeros(4, 4))
     with pytest.raises(ValueError):
         metrics.colourfulness(torch.zeros(1, 1, 4, 4))
+
+
+def test_edsr_block_and_skip_encoder_decoder_shapes():
+    x = img(2, 8, 16, 16)
+    block = R.EDSRBlock(8)
+    torch.nn.init.zeros_(block.body[2].weight); torch.nn.init.zeros_(block.body[2].bias)
+    assert torch.equal(block(x), x)                       # a zero residual is the identity
+    body = R.SkipEncoderDecoder(3, 8)
+    assert body(img(2, 3, 16, 16)).shape == (2, 8, 16, 16)
+    with pytest.raises(ValueError):
+        R.SkipEncoderDecoder(0, 8)
