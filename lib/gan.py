@@ -12,6 +12,9 @@ Read top to bottom:
      *non-saturating* ``-1/2 E_z log D(G(z))`` of the slide (:func:`g_loss`);
    * the optimal discriminator ``D* = p_data / (p_data + p_g)`` (:func:`optimal_discriminator`).
 
+   These are *all* the book's GAN losses: chapters 8 and 10 call them at twice the scale and
+   with their own ``form`` of the logistic terms (see :func:`_neg_log_d`).
+
 2. **Networks.** Small MLPs for 1-D/2-D toys, and a DCGAN generator/discriminator for 16x16
    digits with the DCGAN tricks: no fully connected layers, batch norm, LeakyReLU in ``D``,
    ``N(0, 0.02)`` initial weights; trained with Adam, ``lr = 2e-4``, ``beta1 = 0.5``.
@@ -39,6 +42,7 @@ from . import checks
 
 D_LOSSES = ("minimax", "lsgan", "hinge")
 G_LOSSES = ("saturating", "nonsaturating", "lsgan", "hinge")
+LOGISTIC_FORMS = ("logsigmoid", "bce", "softplus")
 
 
 # --- 1. the game ---------------------------------------------------------------------------
@@ -61,23 +65,30 @@ def value_function(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torc
     return F.logsigmoid(real_logits).mean() + F.logsigmoid(-fake_logits).mean()
 
 
-def d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str = "minimax") -> torch.Tensor:
+def d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str = "minimax",
+           form: str = "logsigmoid") -> torch.Tensor:
     """The discriminator's loss (a 0-d tensor) from its logits on real and on generated samples.
 
     * ``"minimax"``: ``J^(D) = -1/2 E log D(x) - 1/2 E log(1 - D(G(z)))`` (binary cross-entropy / 2);
     * ``"lsgan"``: ``1/2 E (D(x) - 1)^2 + 1/2 E D(G(z))^2`` on the raw outputs (Mao et al. 2017);
     * ``"hinge"``: ``E relu(1 - D(x)) + E relu(1 + D(G(z)))`` on the raw outputs.
+
+    Logits of any shape (a PatchGAN's grid too) are averaged over every entry. ``form``: how the
+    logistic terms of ``"minimax"`` are evaluated (:func:`_neg_log_d`); other kinds ignore it.
     """
     checks.choice(kind, D_LOSSES, "discriminator loss")
+    checks.choice(form, LOGISTIC_FORMS, "logistic form")
     _logits(real_logits, "real_logits"); _logits(fake_logits, "fake_logits")
     if kind == "minimax":
-        return -0.5 * F.logsigmoid(real_logits).mean() - 0.5 * F.logsigmoid(-fake_logits).mean()
+        if form == "logsigmoid":
+            return -0.5 * F.logsigmoid(real_logits).mean() - 0.5 * F.logsigmoid(-fake_logits).mean()
+        return 0.5 * (_neg_log_d(real_logits, True, form) + _neg_log_d(fake_logits, False, form))
     if kind == "lsgan":
         return 0.5 * ((real_logits - 1) ** 2).mean() + 0.5 * (fake_logits ** 2).mean()
     return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
 
 
-def g_loss(fake_logits: torch.Tensor, kind: str = "nonsaturating") -> torch.Tensor:
+def g_loss(fake_logits: torch.Tensor, kind: str = "nonsaturating", form: str = "logsigmoid") -> torch.Tensor:
     """The generator's loss (a 0-d tensor) from the discriminator's logits on generated samples.
 
     * ``"saturating"``: ``J^(G) = -J^(D)`` up to a term without ``G``: ``1/2 E log(1 - D(G(z)))``;
@@ -85,16 +96,33 @@ def g_loss(fake_logits: torch.Tensor, kind: str = "nonsaturating") -> torch.Tens
     * ``"nonsaturating"``: ``J^(G) = -1/2 E log D(G(z))`` ("maximise the log-probability of
       the discriminator being mistaken"), the slide's and the one used in practice;
     * ``"lsgan"``: ``1/2 E (D(G(z)) - 1)^2``; ``"hinge"``: ``-E D(G(z))``.
+
+    ``form`` (``"nonsaturating"`` only): how ``-log D`` is evaluated, see :func:`_neg_log_d`.
     """
     checks.choice(kind, G_LOSSES, "generator loss")
+    checks.choice(form, LOGISTIC_FORMS, "logistic form")
     _logits(fake_logits, "fake_logits")
     if kind == "saturating":
         return 0.5 * F.logsigmoid(-fake_logits).mean()
     if kind == "nonsaturating":
-        return -0.5 * F.logsigmoid(fake_logits).mean()
+        if form == "logsigmoid":
+            return -0.5 * F.logsigmoid(fake_logits).mean()
+        return 0.5 * _neg_log_d(fake_logits, True, form)
     if kind == "lsgan":
         return 0.5 * ((fake_logits - 1) ** 2).mean()
     return -fake_logits.mean()
+
+
+def _neg_log_d(logits: torch.Tensor, real: bool, form: str) -> torch.Tensor:
+    """``E[-log D]`` (``real``) or ``E[-log(1 - D)]``, ``D = sigmoid(logits)``: the BCE against the
+    label. Three forms agree up to rounding, not bit for bit: ``"logsigmoid"`` (chapter 6, written
+    out in :func:`d_loss` / :func:`g_loss`), ``"bce"`` (``F.binary_cross_entropy_with_logits``,
+    chapter 8) and ``"softplus"`` (``F.softplus(-+l)``, chapter 10); each chapter keeps its own so
+    that its recorded numbers stay exactly reproducible."""
+    if form == "softplus":
+        return F.softplus(-logits if real else logits).mean()
+    target = torch.ones_like(logits) if real else torch.zeros_like(logits)
+    return F.binary_cross_entropy_with_logits(logits, target)
 
 
 def optimal_discriminator(p_data: torch.Tensor, p_g: torch.Tensor) -> torch.Tensor:

@@ -9,18 +9,28 @@
 * :func:`fdd_reference` -- the two reference rows every image chapter prints:
   real train vs real test digits (the floor) and the chapter-1 per-class
   Gaussian samples (the baseline to beat);
-* :func:`psnr`, :func:`ssim` -- image fidelity, via scikit-image.
+* :func:`psnr`, :func:`ssim` -- image fidelity, via scikit-image; :func:`psnr_masked` -- PSNR
+  over the pixels of a hole only (inpainting);
+* :func:`mode_coverage` -- modes of a ring of Gaussians a GAN covers (chapter 6);
+* image measures of chapters 8 and 10: :func:`hf_energy_ratio` and :func:`sharpness` (how much
+  fine detail), :func:`gradient_magnitude`, :func:`image_correlation` (the one Pearson
+  correlation helper) and :func:`structure_correlation` (does the output keep the input's
+  edges), :func:`colourfulness`, :func:`log_radiance_error` (HDR, in stops).
 """
 from __future__ import annotations
 
+import hashlib
+import inspect
 import math
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from scipy import linalg
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from . import checks, runtime
+from . import checks, data, density, runtime, train
 
 
 def bits_per_dim(nll_nats: torch.Tensor | float, dims: int) -> float:
@@ -76,8 +86,6 @@ def mmd(a: torch.Tensor, b: torch.Tensor, bandwidth: float | None = None) -> flo
 def frechet_distance(fa: torch.Tensor, fb: torch.Tensor) -> float:
     """Fréchet distance between Gaussians fitted to features ``fa (N, F)`` and ``fb (M, F)``:
     ``|mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2))``."""
-    from scipy import linalg
-
     fa, fb = _points(fa, "fa").numpy(), _points(fb, "fb").numpy()
     mu_a, mu_b = fa.mean(0), fb.mean(0)
     eye = 1e-6 * np.eye(fa.shape[1])  # keeps the square root defined when a feature is constant
@@ -116,9 +124,6 @@ _FEATURE_CONFIG = {"arch": "DigitFeatureNet-v1", "steps": 1000, "batch": 128, "s
 
 def _code_fingerprint(*objects) -> str:
     """A short hash of the source code of ``objects``: the cache key changes whenever the code does."""
-    import hashlib
-    import inspect
-
     return hashlib.sha256("\n".join(inspect.getsource(o) for o in objects).encode()).hexdigest()[:16]
 
 
@@ -139,7 +144,6 @@ def digit_feature_net() -> DigitFeatureNet:
     global _FEATURE_NET
     if _FEATURE_NET is not None:
         return _FEATURE_NET
-    from . import train
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_FEATURE_CONFIG["seed"])
@@ -161,6 +165,8 @@ def digit_feature_net() -> DigitFeatureNet:
     return net
 
 
+# (Its function-local import stays: this function's source is part of the cached net's key,
+# and an edit to it would retrain the net in every checkout.)
 @torch.enable_grad()  # callers may hold torch.no_grad() (digit_features does): training needs gradients
 def _train_feature_net(net: DigitFeatureNet) -> None:
     from . import data, train
@@ -190,7 +196,6 @@ def frechet_digit_distance(samples: torch.Tensor, reference: torch.Tensor | None
     """Fréchet digit distance (FDD) between ``samples (N, 1, 16, 16)`` in ``[-1, 1]`` and
     ``reference`` (default: the 360 real test digits). Lower is better."""
     if reference is None:
-        from . import data
         reference = data.digits("test")[0]
     return frechet_distance(digit_features(samples), digit_features(reference))
 
@@ -201,8 +206,6 @@ def fdd_reference(n_samples: int = 1000, seed: int = 0) -> dict[str, float]:
     ``floor``: real *train* digits vs the test digits -- what a perfect model would get.
     ``gaussian``: ``n_samples`` draws from chapter 1's per-class Gaussians -- the baseline.
     """
-    from . import data, density
-
     xtr, ytr = data.digits("train")
     g = torch.Generator().manual_seed(seed)
     samples, _ = density.ClassGaussians().fit(xtr, ytr).sample(n_samples, generator=g)
@@ -216,8 +219,6 @@ def _to_numpy_unit(x: torch.Tensor, name: str) -> np.ndarray:
 
 def psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
     """Mean PSNR in dB over a batch; both ``(N, C, H, W)`` in ``[-1, 1]`` (peak = the [0, 1] range)."""
-    from skimage.metrics import peak_signal_noise_ratio
-
     if x.shape != ref.shape:
         raise ValueError(f"x and ref must have the same shape, got {tuple(x.shape)} and {tuple(ref.shape)}")
     a, b = _to_numpy_unit(x, "x"), _to_numpy_unit(ref, "ref")
@@ -226,8 +227,6 @@ def psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
 
 def ssim(x: torch.Tensor, ref: torch.Tensor) -> float:
     """Mean SSIM over a batch; both ``(N, C, H, W)`` in ``[-1, 1]``."""
-    from skimage.metrics import structural_similarity
-
     if x.shape != ref.shape:
         raise ValueError(f"x and ref must have the same shape, got {tuple(x.shape)} and {tuple(ref.shape)}")
     a, b = _to_numpy_unit(x, "x"), _to_numpy_unit(ref, "ref")
@@ -253,7 +252,6 @@ def mode_coverage(samples: torch.Tensor, centres: torch.Tensor | None = None, si
     """
     checks.tensor(samples, "samples")
     if centres is None:
-        from . import data
         centres = data.ring8_centres()
     checks.tensor(centres, "centres")
     if samples.dim() != 2 or len(samples) < 1:
@@ -271,3 +269,129 @@ def mode_coverage(samples: torch.Tensor, centres: torch.Tensor | None = None, si
     counts = torch.bincount(nearest[good], minlength=len(centres))
     return {"modes": int((counts >= min_count).sum()), "high_quality": float(good.double().mean() * 100),
             "counts": counts.tolist()}
+
+
+# --- chapter 8: blur and correspondence of translated images ---
+
+def _laplacian(x: torch.Tensor) -> torch.Tensor:
+    """5-point Laplacian on the interior: ``(N, C, H, W) -> (N, C, H-2, W-2)``."""
+    return (4 * x[..., 1:-1, 1:-1] - x[..., :-2, 1:-1] - x[..., 2:, 1:-1]
+            - x[..., 1:-1, :-2] - x[..., 1:-1, 2:])
+
+
+def hf_energy_ratio(x: torch.Tensor, ref: torch.Tensor) -> float:
+    """Sharpness of ``x`` relative to ``ref``: high-frequency energy ``sum(Lap(x)^2) / sum(Lap(ref)^2)``.
+
+    Both ``(N, C, H, W)`` (``H, W >= 3``), same shape. The 5-point Laplacian keeps only the
+    finest detail, so a blurry output scores below 1, an output as detailed as the ground
+    truth about 1, and a noisy one above 1. (It measures *how much* detail there is, not
+    whether it is the right detail: the L1 error does that.)
+    """
+    checks.tensor(x, "x"); checks.tensor(ref, "ref")
+    if x.shape != ref.shape or x.dim() != 4 or min(x.shape[-2:]) < 3:
+        raise ValueError(f"x and ref must be (N, C, H, W) of the same shape with H, W >= 3, "
+                         f"got {tuple(x.shape)} and {tuple(ref.shape)}")
+    den = float(_laplacian(ref.double()).pow(2).sum())
+    if den == 0:
+        raise ValueError("ref has no high-frequency energy (it is constant or linear)")
+    return float(_laplacian(x.double()).pow(2).sum()) / den
+
+
+def gradient_magnitude(x: torch.Tensor) -> torch.Tensor:
+    """Central-difference gradient magnitude, ``(N, C, H, W) -> (N, C, H-2, W-2)``."""
+    checks.tensor(x, "x")
+    if x.dim() != 4 or min(x.shape[-2:]) < 3:
+        raise ValueError(f"x must be (N, C, H, W) with H, W >= 3, got {tuple(x.shape)}")
+    gx = x[..., 1:-1, 2:] - x[..., 1:-1, :-2]
+    gy = x[..., 2:, 1:-1] - x[..., :-2, 1:-1]
+    return (gx ** 2 + gy ** 2).sqrt()
+
+
+def image_correlation(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-image Pearson correlation of the pixel values of ``x`` and ``y``: ``(N,)`` in ``[-1, 1]``.
+
+    Used to ask whether a translation is *of its input*: correlate the output with the
+    right answer where one is known (1 = same picture up to brightness/contrast, 0 =
+    unrelated). ``x``, ``y``: ``(N, ...)`` of the same shape; a constant image gives 0.
+    """
+    checks.tensor(x, "x"); checks.tensor(y, "y")
+    if x.shape != y.shape or x.dim() < 2:
+        raise ValueError(f"x and y must have the same shape (N, ...), got {tuple(x.shape)} and {tuple(y.shape)}")
+    u = x.double().flatten(1); v = y.double().flatten(1)
+    u = u - u.mean(1, keepdim=True)
+    v = v - v.mean(1, keepdim=True)
+    den = u.norm(dim=1) * v.norm(dim=1)
+    return torch.where(den > 0, (u * v).sum(1) / den.clamp_min(1e-300), torch.zeros_like(den)).float()
+
+
+def structure_correlation(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-image Pearson correlation (:func:`image_correlation`) of the gradient magnitudes of ``x`` and ``y``: ``(N,)`` in ``[-1, 1]``.
+
+    How much of ``x``'s structure (where its edges are) survives in ``y``: near 1 when the
+    edges are in the same places, near 0 when ``y``'s edges are unrelated to ``x``'s.
+    ``x``, ``y``: ``(N, C, H, W)`` of the same shape. A constant image has correlation 0.
+    """
+    checks.tensor(x, "x"); checks.tensor(y, "y")
+    if x.shape != y.shape:
+        raise ValueError(f"x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+    return image_correlation(gradient_magnitude(x.double()), gradient_magnitude(y.double()))
+
+
+# --- chapter 10: image measures (sharpness, colour, HDR error, PSNR in a hole) ---
+
+def sharpness(x: torch.Tensor) -> float:
+    """Mean gradient magnitude ``sqrt(dx^2 + dy^2)`` (forward differences, in ``[0, 1]`` units,
+    averaged over channels, pixels and images) of ``x (N, C, H, W)`` in ``[-1, 1]``.
+    Blurry images score low; a restoration should score close to the ground truth."""
+    checks.images(x)
+    u = (x.double() + 1) / 2
+    dx = u[..., :-1, 1:] - u[..., :-1, :-1]
+    dy = u[..., 1:, :-1] - u[..., :-1, :-1]
+    return float(torch.sqrt(dx ** 2 + dy ** 2).mean())
+
+
+def colourfulness(x: torch.Tensor) -> float:
+    """Hasler & Süsstrunk's (2003) colourfulness of RGB images ``(N, 3, H, W)`` in ``[-1, 1]``,
+    computed on the 0..255 scale and averaged over images:
+    ``sqrt(sd(rg)^2 + sd(yb)^2) + 0.3 sqrt(mean(rg)^2 + mean(yb)^2)``, ``rg = R - G``,
+    ``yb = (R + G)/2 - B``. Grey images score 0; vivid photos score 50-100."""
+    checks.images(x, channels=3)
+    u = (x.double() + 1) / 2 * 255
+    r, g, b = u[:, 0].flatten(1), u[:, 1].flatten(1), u[:, 2].flatten(1)
+    rg, yb = r - g, (r + g) / 2 - b
+    sd = torch.sqrt(rg.var(1, unbiased=False) + yb.var(1, unbiased=False))
+    mu = torch.sqrt(rg.mean(1) ** 2 + yb.mean(1) ** 2)
+    return float((sd + 0.3 * mu).mean())
+
+
+def log_radiance_error(est: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor | None = None) -> float:
+    """Mean absolute error of ``log2`` radiance, in *stops* (1 stop = a factor of 2), between
+    positive ``est`` and ``ref`` ``(N, C, H, W)``; only where ``mask`` (same shape, or ``(N, 1, H, W)``) is 1."""
+    checks.tensor(est, "est"); checks.tensor(ref, "ref")
+    if est.shape != ref.shape:
+        raise ValueError(f"est and ref must have the same shape, got {tuple(est.shape)} and {tuple(ref.shape)}")
+    if (est <= 0).any() or (ref <= 0).any():
+        raise ValueError("radiance must be > 0 to take its logarithm")
+    err = (torch.log2(est.double()) - torch.log2(ref.double())).abs()
+    if mask is None:
+        return float(err.mean())
+    checks.binary(mask, "mask")
+    m = mask.expand_as(err).bool()
+    if not m.any():
+        raise ValueError("mask selects no pixel")
+    return float(err[m].mean())
+
+
+def psnr_masked(x: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor) -> float:
+    """PSNR in dB computed only over the pixels where ``mask (N, 1, H, W)`` is 1 (the hole of an
+    inpainting), per image, then averaged; images ``(N, C, H, W)`` in ``[-1, 1]`` (peak = [0, 1] range)."""
+    checks.images(x, name="x"); checks.images(ref, name="ref"); checks.binary(mask, "mask")
+    if x.shape != ref.shape or mask.shape != (x.shape[0], 1, *x.shape[2:]):
+        raise ValueError(f"x, ref must match and mask be (N, 1, H, W); got {tuple(x.shape)}, "
+                         f"{tuple(ref.shape)}, {tuple(mask.shape)}")
+    d2 = (((x.double() - ref.double()) / 2) ** 2 * mask).sum(dim=(1, 2, 3))
+    cnt = mask.double().sum(dim=(1, 2, 3)) * x.shape[1]
+    if (cnt == 0).any():
+        raise ValueError("every mask must select at least one pixel")
+    mse = (d2 / cnt).clamp_min(1e-12)
+    return float((10 * torch.log10(1 / mse)).mean())

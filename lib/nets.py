@@ -1,12 +1,17 @@
-"""Shared network building blocks (introduced in chapter 5; reused by chapters 9 and 10).
+"""Shared network building blocks (introduced in chapter 5; reused by chapters 8, 9 and 10).
 
 * :func:`sinusoidal_embedding` -- a time step ``t`` as a vector of sines and cosines;
 * :class:`MLPDenoiser` -- predicts the noise of 2-D points ``(N, D)`` at step ``t``;
-* :class:`UNet` -- a small U-Net for images ``(N, C, 16, 16)`` or ``(N, C, 32, 32)`` with a
-  time embedding and an optional condition (a class label or a vector, e.g. a text embedding),
-  in the spirit of Ho et al.'s (2020) PixelCNN++-style U-Net, scaled down to run on a CPU.
-
-Every network takes ``(x, t)`` or ``(x, t, y)`` and returns a tensor shaped like ``x``.
+* :class:`ResBlock` and :class:`UNet` -- the time-conditioned residual block and the small
+  diffusion U-Net for images ``(N, C, 16, 16)`` or ``(N, C, 32, 32)`` with a time embedding and
+  an optional condition (a class label or a vector, e.g. a text embedding), in the spirit of Ho
+  et al.'s (2020) PixelCNN++-style U-Net, scaled down to run on a CPU. These take ``(x, t)`` or
+  ``(x, t, y)`` and return a tensor shaped like ``x``;
+* :class:`ImageUNet` -- the image-to-image U-Net (pix2pix's generator, chapter 8): no time step,
+  skip connections between mirror levels, tanh output;
+* :class:`PatchDiscriminator` -- the PatchGAN discriminator, a grid of real/fake logits, one per
+  patch (chapters 8 and 10);
+* :class:`EMA` -- an exponential moving average of a model's weights.
 """
 from __future__ import annotations
 
@@ -183,6 +188,137 @@ class UNet(nn.Module):
                 h = F.interpolate(h, scale_factor=2, mode="nearest")
             h = block(torch.cat([h, skips.pop()], 1), e)
         return self.out(F.silu(self.out_norm(h)))                  # (N, C, H, W)
+
+
+class ImageUNet(nn.Module):
+    """Image-to-image U-Net generator ``(N, in_ch, H, W) -> (N, out_ch, H, W)`` in ``[-1, 1]``
+    (Ronneberger et al. 2015; pix2pix's generator, Isola et al. 2017). No time input: the
+    diffusion U-Net is :class:`UNet`.
+
+    ``depth`` stride-2 convolutions (kernel 4, padding 1) halve the size down to
+    ``H / 2**depth``; ``depth`` transposed convolutions double it back, and the decoder at
+    each scale sees the encoder's features of the same scale concatenated to its own (the
+    skip connections). ``H`` and ``W`` must therefore be multiples of ``2**depth``; other
+    sizes raise ``ValueError`` (no silent cropping). Channels: ``ngf * 2**i``, capped at
+    ``max_ch``. ``skips=False`` gives the plain encoder-decoder of the pix2pix paper's
+    ablation (everything must pass the bottleneck). BatchNorm everywhere except the
+    outermost layers and the bottleneck, LeakyReLU(0.2) down, ReLU up, tanh out.
+    """
+
+    def __init__(self, in_ch: int = 1, out_ch: int = 1, ngf: int = 32, depth: int = 5,
+                 max_ch: int = 256, skips: bool = True):
+        super().__init__()
+        for v, nm in ((in_ch, "in_ch"), (out_ch, "out_ch"), (ngf, "ngf"), (depth, "depth"), (max_ch, "max_ch")):
+            checks.positive_int(v, nm)
+        self.in_ch, self.out_ch, self.depth, self.skips = in_ch, out_ch, depth, bool(skips)
+        ch = [min(ngf * 2 ** i, max_ch) for i in range(depth)]        # encoder output channels per level
+        self.down = nn.ModuleList()
+        prev = in_ch
+        for i, c in enumerate(ch):
+            norm = 0 < i < depth - 1                                   # no norm on the first layer and the 1x1 bottleneck
+            self.down.append(nn.Sequential(
+                *([] if i == 0 else [nn.LeakyReLU(0.2)]),
+                nn.Conv2d(prev, c, 4, 2, 1, bias=not norm),
+                *([nn.BatchNorm2d(c)] if norm else [])))
+            prev = c
+        self.up = nn.ModuleList()
+        for i in reversed(range(depth)):                               # level i doubles size back to level i-1
+            c_in = ch[i] * (2 if (self.skips and i < depth - 1) else 1)
+            last = i == 0
+            c_out = out_ch if last else ch[i - 1]
+            self.up.append(nn.Sequential(
+                nn.ReLU(),
+                nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=last),
+                *([nn.Tanh()] if last else [nn.BatchNorm2d(c_out)])))
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise ``ValueError`` unless ``x`` is ``(N, in_ch, H, W)`` with ``H, W`` multiples of ``2**depth``."""
+        checks.tensor(x, "x")
+        if x.dim() != 4 or x.shape[1] != self.in_ch:
+            raise ValueError(f"x must have shape (N, {self.in_ch}, H, W), got {tuple(x.shape)}")
+        m = 2 ** self.depth
+        h, w = x.shape[-2:]
+        if h % m or w % m:
+            raise ValueError(f"this U-Net (depth {self.depth}) needs H and W to be multiples of 2**{self.depth} = {m}, "
+                             f"got {h}x{w}; pad or crop the image, or build the U-Net with a smaller depth")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        feats = []
+        h = x
+        for layer in self.down:                                        # (N, ch[i], H/2^(i+1), W/2^(i+1))
+            h = layer(h)
+            feats.append(h)
+        h = feats.pop()                                                # bottleneck (N, ch[-1], H/2^depth, W/2^depth)
+        for j, layer in enumerate(self.up):
+            if j > 0 and self.skips:
+                h = torch.cat([h, feats.pop()], 1)                     # skip connection from the mirror level
+            h = layer(h)
+        return h                                                       # (N, out_ch, H, W) in [-1, 1]
+
+
+class PatchDiscriminator(nn.Module):
+    """PatchGAN ``D(*images)``: concatenates its inputs along channels, returns a logit grid ``(N, 1, h, w)``.
+
+    pix2pix's design (Isola et al. 2017), all convolutions with padding 1: a stride-2 convolution
+    (kernel 4) to ``ndf`` channels, ``n_layers - 1`` more stride-2 convolutions (kernel 4) and one
+    stride-1 convolution (channels
+    ``ndf * min(2**i, max_mult)``), then a stride-1 convolution to one channel; LeakyReLU(0.2)
+    between layers. Each output logit judges one patch of the input, of size
+    :func:`lib.translation.receptive_field` = 16, 34, 70, 142, 286 for ``n_layers`` = 1 .. 5.
+    ``n_layers=0`` is the *PixelGAN*: 1x1 convolutions only, each logit judges one pixel.
+    ``in_ch`` is the total number of channels of the concatenated inputs (e.g. 1 + 1 for an
+    edge map and a grey photo; image + condition for a conditional GAN).
+
+    Options: ``norm=True`` puts BatchNorm on all but the first and last layers (pix2pix; the
+    convolutions before a norm have no bias); ``tail_kernel`` is the kernel of the stride-1
+    layers (4 in pix2pix). Chapter 10's restoration GANs use the lighter
+    ``PatchDiscriminator(c, w, n_layers=2, norm=False, max_mult=2, tail_kernel=3)``: no norm,
+    widths ``w, 2w, 2w``, 3x3 stride-1 layers, a ``(N, 1, H/4, W/4)`` grid.
+    """
+
+    def __init__(self, in_ch: int = 2, ndf: int = 32, n_layers: int = 3, norm: bool = True,
+                 max_mult: int = 8, tail_kernel: int = 4):
+        super().__init__()
+        checks.positive_int(in_ch, "in_ch"); checks.positive_int(ndf, "ndf")
+        checks.positive_int(max_mult, "max_mult"); checks.positive_int(tail_kernel, "tail_kernel")
+        if isinstance(n_layers, bool) or not isinstance(n_layers, int):
+            raise TypeError(f"n_layers must be an int, got {type(n_layers).__name__}")
+        if n_layers < 0:
+            raise ValueError(f"n_layers must be >= 0, got {n_layers}")
+        self.in_ch, self.n_layers = in_ch, n_layers
+
+        def block(c_in, c_out, k, s, p):                               # conv (+ BN) + LeakyReLU
+            return [nn.Conv2d(c_in, c_out, k, s, p, bias=not norm),
+                    *([nn.BatchNorm2d(c_out)] if norm else []), nn.LeakyReLU(0.2)]
+
+        if n_layers == 0:                                              # PixelGAN
+            layers = [nn.Conv2d(in_ch, ndf, 1), nn.LeakyReLU(0.2), *block(ndf, 2 * ndf, 1, 1, 0),
+                      nn.Conv2d(2 * ndf, 1, 1)]
+        else:
+            layers = [nn.Conv2d(in_ch, ndf, 4, 2, 1), nn.LeakyReLU(0.2)]
+            c = ndf
+            for i in range(1, n_layers + 1):                           # n_layers-1 more stride-2, then one stride-1
+                c_next = ndf * min(2 ** i, max_mult)
+                k, stride = (4, 2) if i < n_layers else (tail_kernel, 1)
+                layers += block(c, c_next, k, stride, 1)
+                c = c_next
+            layers += [nn.Conv2d(c, 1, tail_kernel, 1, 1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, *images: torch.Tensor) -> torch.Tensor:
+        if not images:
+            raise ValueError("PatchDiscriminator needs at least one image batch")
+        for i, im in enumerate(images):
+            checks.tensor(im, f"image {i}")
+            if im.dim() != 4:
+                raise ValueError(f"image {i} must have shape (N, C, H, W), got {tuple(im.shape)}")
+        if len({(im.shape[0], *im.shape[-2:]) for im in images}) != 1:
+            raise ValueError(f"images must share N, H, W; got {[tuple(im.shape) for im in images]}")
+        x = torch.cat(images, 1)
+        if x.shape[1] != self.in_ch:
+            raise ValueError(f"the concatenated images must have {self.in_ch} channels, got {x.shape[1]}")
+        return self.net(x)                                             # (N, 1, h, w) logits, one per patch
 
 
 class EMA:

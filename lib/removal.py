@@ -29,7 +29,7 @@ Read top to bottom:
    :func:`apply_remover` runs it over a data set.
 5. **Measures**: :func:`removal_fractions` (how much of each object an edit removed),
    :func:`right_object`, :func:`right_object_rate`, and the PSNR inside the removed region
-   (:func:`lib.restoration.psnr_masked`); baselines :func:`inpaint` (biharmonic inpainting of a
+   (:func:`lib.metrics.psnr_masked`); baselines :func:`inpaint` (biharmonic inpainting of a
    given mask), :func:`oracle_inpaint` (of the *true* mask) and :func:`remove_objects` (the
    exact removal of any object, e.g. a wrong one).
 

@@ -455,3 +455,40 @@ def test_projection_and_encoder_with_a_conditional_generator():
     g = torch.Generator().manual_seed(0)
     l = [gan.encoder_step(E, G, opt, batch=64, generator=g).item() for _ in range(60)]
     assert sum(l[-10:]) < sum(l[:10])
+
+
+# --- the forms and scales chapters 8 and 10 use (moved from tests of lib.translation / lib.restoration) ---
+
+def test_bce_and_lsgan_label_losses_match_their_formulas():
+    """Chapter 8 uses the losses at twice lib.gan's scale: 2 * g_loss is the loss of the label "real",
+    2 * d_loss with the other side's loss zero is the loss of the label "fake"."""
+    l = torch.tensor([[0.0, 2.0], [-1.0, 3.0]])
+    sig = 1 / (1 + torch.exp(-l))
+    big = torch.full_like(l, 30.0)            # -log sigmoid(30) = 0 in float32: the real side adds nothing
+    assert torch.isclose(2 * gan.g_loss(l, form="bce"), (-torch.log(sig)).mean())
+    assert torch.isclose(2 * gan.d_loss(big, l, form="bce"), (-torch.log(1 - sig)).mean())
+    assert torch.isclose(2 * gan.g_loss(l, "lsgan"), ((l - 1) ** 2).mean())
+    assert torch.isclose(2 * gan.d_loss(torch.ones_like(l), l, "lsgan"), (l ** 2).mean())
+    assert math.isclose(float(2 * gan.g_loss(torch.zeros(3), form="bce")), math.log(2), rel_tol=1e-6)
+
+
+def test_restoration_gan_losses_match_their_formulas():
+    dr, df = torch.tensor([2.0, -1.0]), torch.tensor([0.5, -3.0])
+    sig = torch.sigmoid
+    ref_d = -(torch.log(sig(dr)).mean() + torch.log(1 - sig(df)).mean())
+    assert torch.allclose(2 * gan.d_loss(dr, df, form="softplus"), ref_d)
+    assert torch.allclose(2 * gan.g_loss(df, form="softplus"), -torch.log(sig(df)).mean())
+
+
+def test_logistic_forms_agree_up_to_rounding():
+    g = torch.Generator().manual_seed(0)
+    r, f = torch.randn(2, 1, 6, 6, generator=g) * 3, torch.randn(2, 1, 6, 6, generator=g) * 3
+    for form in gan.LOGISTIC_FORMS:
+        assert torch.allclose(gan.d_loss(r, f, form=form), gan.d_loss(r, f), atol=1e-6)
+        assert torch.allclose(gan.g_loss(f, form=form), gan.g_loss(f), atol=1e-6)
+    with pytest.raises(ValueError):
+        gan.d_loss(r, f, kind="wgan")
+    with pytest.raises(ValueError):
+        gan.g_loss(f, form="exp")
+    with pytest.raises(TypeError):
+        gan.d_loss(r.numpy(), f)

@@ -109,3 +109,21 @@ def test_ema_follows_the_running_average():
     assert not ema.model.weight.requires_grad
     with pytest.raises(ValueError, match="decay"):
         nets.EMA(net, decay=1.0)
+
+
+def test_patch_discriminator_light_configuration():
+    """Chapter 10's discriminator: no norm, widths w, 2w, 2w, 3x3 stride-1 layers, an H/4 grid."""
+    D = nets.PatchDiscriminator(4, 8, n_layers=2, norm=False, max_mult=2, tail_kernel=3)
+    assert D(torch.zeros(2, 4, 32, 32)).shape == (2, 1, 8, 8)
+    assert D(torch.zeros(2, 3, 16, 16), torch.zeros(2, 1, 16, 16)).shape == (2, 1, 4, 4)
+    convs = [m for m in D.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size[0], c.stride[0]) for c in convs] == [
+        (4, 8, 4, 2), (8, 16, 4, 2), (16, 16, 3, 1), (16, 1, 3, 1)]
+    assert all(c.bias is not None for c in convs)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in D.modules())
+    with pytest.raises(ValueError):
+        nets.PatchDiscriminator(4, 8, n_layers=-1)
+    with pytest.raises(TypeError):
+        nets.PatchDiscriminator(4, 8, n_layers=1.5)
+    with pytest.raises(ValueError, match="channels"):
+        D(torch.zeros(2, 3, 16, 16))

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from lib import data, translation as T
+from lib import data, gan, nets, translation as T
 
 
 # --- receptive fields and output grids -------------------------------------------------------
@@ -13,7 +13,7 @@ from lib import data, translation as T
 @pytest.mark.parametrize("n_layers, rf", [(0, 1), (1, 16), (2, 34), (3, 70), (4, 142), (5, 286)])
 def test_receptive_field_standard_designs(n_layers, rf):
     # the values of the pix2pix paper (1, 16, 70, 286) and its code (34, 142)
-    D = T.PatchDiscriminator(in_ch=6, ndf=8, n_layers=n_layers)
+    D = nets.PatchDiscriminator(in_ch=6, ndf=8, n_layers=n_layers)
     assert T.receptive_field(D) == rf
     assert T.receptive_field(T.standard_patchgan_layers(n_layers)) == rf
 
@@ -28,7 +28,7 @@ def test_receptive_field_hand_computed():
 def test_receptive_field_matches_gradient_support():
     # independent check: the input pixels that influence the centre logit
     torch.manual_seed(0)
-    D = T.PatchDiscriminator(in_ch=1, ndf=4, n_layers=1).eval()
+    D = nets.PatchDiscriminator(in_ch=1, ndf=4, n_layers=1).eval()
     x = torch.randn(1, 1, 64, 64, requires_grad=True)
     out = D(x)
     out[0, 0, out.shape[2] // 2, out.shape[3] // 2].backward()
@@ -41,7 +41,7 @@ def test_receptive_field_matches_gradient_support():
 def test_patchgan_output_grid(size, n_layers, grid):
     # 256 -> 128 -> 64 -> 32 -> 31 -> 30 for pix2pix's 70x70 PatchGAN (its 30x30 grid);
     # 32 -> 16 -> 15 -> 14 for one layer; (n + 2 - 4) // 2 + 1 halves, stride-1 k4 p1 removes one.
-    D = T.PatchDiscriminator(in_ch=2, ndf=4, n_layers=n_layers)
+    D = nets.PatchDiscriminator(in_ch=2, ndf=4, n_layers=n_layers)
     x = torch.zeros(2, 1, size, size)
     assert D(x, x).shape == (2, 1, grid, grid)
     assert T.output_size(D, size) == grid
@@ -51,14 +51,14 @@ def test_patchgan_parameter_count_by_hand():
     # pix2pix's 70x70 D on 6 channels with ndf=64: conv(+bias), 3 convs without bias + BN, conv(+bias)
     expect = (6 * 64 * 16 + 64) + (64 * 128 * 16 + 2 * 128) + (128 * 256 * 16 + 2 * 256) \
         + (256 * 512 * 16 + 2 * 512) + (512 * 16 + 1)
-    assert T.n_params(T.PatchDiscriminator(6, 64, 3)) == expect
+    assert T.n_params(nets.PatchDiscriminator(6, 64, 3)) == expect
 
 
 # --- U-Net ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("depth, h, w", [(5, 32, 32), (5, 64, 96), (3, 8, 16), (1, 2, 2), (4, 48, 16)])
 def test_unet_output_shape_equals_input(depth, h, w):
-    G = T.UNet(in_ch=2, out_ch=3, ngf=4, depth=depth)
+    G = nets.ImageUNet(in_ch=2, out_ch=3, ngf=4, depth=depth)
     y = G(torch.zeros(2, 2, h, w))
     assert y.shape == (2, 3, h, w)
     assert y.abs().max() <= 1
@@ -66,13 +66,13 @@ def test_unet_output_shape_equals_input(depth, h, w):
 
 @pytest.mark.parametrize("h, w", [(40, 32), (32, 33), (16, 16)])
 def test_unet_refuses_bad_sizes(h, w):
-    G = T.UNet(1, 1, ngf=4, depth=5)
+    G = nets.ImageUNet(1, 1, ngf=4, depth=5)
     with pytest.raises(ValueError, match="multiples of 2\\*\\*5 = 32"):
         G(torch.zeros(1, 1, h, w))
 
 
 def test_unet_bad_inputs():
-    G = T.UNet(1, 1, ngf=4, depth=2)
+    G = nets.ImageUNet(1, 1, ngf=4, depth=2)
     with pytest.raises(ValueError, match="shape"):
         G(torch.zeros(1, 2, 8, 8))
     with pytest.raises(ValueError, match="shape"):
@@ -80,47 +80,37 @@ def test_unet_bad_inputs():
     with pytest.raises(TypeError):
         G([[0.0]])
     with pytest.raises(ValueError):
-        T.UNet(1, 1, depth=0)
+        nets.ImageUNet(1, 1, depth=0)
     with pytest.raises(TypeError):
-        T.UNet(1, 1, ngf=4.0)
+        nets.ImageUNet(1, 1, ngf=4.0)
 
 
 def test_unet_skips_carry_information():
     # without skips the whole image passes a 1x1 bottleneck; with skips the first decoder
     # level sees the input's first-level features: perturbing one pixel changes the output
     # locally in both, but the skip U-Net has strictly more parameters on the way up
-    a, b = T.UNet(1, 1, ngf=4, depth=3, skips=True), T.UNet(1, 1, ngf=4, depth=3, skips=False)
+    a, b = nets.ImageUNet(1, 1, ngf=4, depth=3, skips=True), nets.ImageUNet(1, 1, ngf=4, depth=3, skips=False)
     assert T.n_params(a) > T.n_params(b)
     assert b(torch.zeros(1, 1, 8, 8)).shape == (1, 1, 8, 8)
 
 
 # --- losses -----------------------------------------------------------------------------------
 
-def test_gan_loss_formulas():
-    l = torch.tensor([[0.0, 2.0], [-1.0, 3.0]])
-    sig = 1 / (1 + torch.exp(-l))
-    assert torch.isclose(T.gan_loss(l, True), (-torch.log(sig)).mean())
-    assert torch.isclose(T.gan_loss(l, False), (-torch.log(1 - sig)).mean())
-    assert torch.isclose(T.gan_loss(l, True, "lsgan"), ((l - 1) ** 2).mean())
-    assert torch.isclose(T.gan_loss(l, False, "lsgan"), (l ** 2).mean())
-    assert math.isclose(float(T.gan_loss(torch.zeros(3), True)), math.log(2), rel_tol=1e-6)
-
-
 def test_cgan_l1_loss_equals_formula_on_fixed_tensors():
     d_fake = torch.tensor([[[[0.0, 1.0]]]])              # logits of D(x, G(x)), shape (1, 1, 1, 2)
     fake = torch.tensor([[[[0.5, -0.5], [1.0, 0.0]]]])
     target = torch.tensor([[[[0.0, -0.5], [0.0, 1.0]]]])
     # gan: -log sigmoid(0) = log 2, -log sigmoid(1) = log(1 + e^-1); l1: (0.5 + 0 + 1 + 1) / 4
-    gan = (math.log(2) + math.log(1 + math.exp(-1))) / 2
+    adv = (math.log(2) + math.log(1 + math.exp(-1))) / 2
     l1 = 2.5 / 4
     out = T.pix2pix_losses(d_fake, fake, target, lam=100)
-    assert math.isclose(float(out["total"]), gan + 100 * l1, rel_tol=1e-6)
-    assert math.isclose(float(out["gan"]), gan, rel_tol=1e-6)
+    assert math.isclose(float(out["total"]), adv + 100 * l1, rel_tol=1e-6)
+    assert math.isclose(float(out["gan"]), adv, rel_tol=1e-6)
     assert math.isclose(float(out["l1"]), l1, rel_tol=1e-6)
     assert math.isclose(float(T.pix2pix_losses(d_fake, fake, target, mode="l1")["total"]), l1, rel_tol=1e-6)
-    assert math.isclose(float(T.pix2pix_losses(d_fake, fake, target, mode="cgan")["total"]), gan, rel_tol=1e-6)
-    # D's loss: 0.5 * (-log sigmoid(real) - log(1 - sigmoid(fake)))
-    d = T.discriminator_loss(torch.tensor([0.0]), torch.tensor([0.0]))
+    assert math.isclose(float(T.pix2pix_losses(d_fake, fake, target, mode="cgan")["total"]), adv, rel_tol=1e-6)
+    # D's loss (lib.gan's, pix2pix's "bce" form): 0.5 * (-log sigmoid(real) - log(1 - sigmoid(fake)))
+    d = gan.d_loss(torch.tensor([0.0]), torch.tensor([0.0]), form="bce")
     assert math.isclose(float(d), math.log(2), rel_tol=1e-6)
 
 
@@ -132,10 +122,6 @@ def test_loss_bad_inputs():
         T.pix2pix_losses(x, x, x, mode="l2")
     with pytest.raises(ValueError):
         T.pix2pix_losses(x, x, x, lam=-1)
-    with pytest.raises(ValueError):
-        T.gan_loss(x, True, kind="wgan")
-    with pytest.raises(TypeError):
-        T.gan_loss(x, 1)
     with pytest.raises(TypeError):
         T.l1_loss(x.numpy(), x)
 
@@ -144,13 +130,13 @@ def test_pix2pix_step_updates_and_reduces_l1():
     torch.manual_seed(0)
     x = torch.rand(8, 2, 8, 8) * 2 - 1
     y = x[:, :1].clone()
-    G = T.UNet(2, 1, ngf=8, depth=3)
+    G = nets.ImageUNet(2, 1, ngf=8, depth=3)
     opt = torch.optim.Adam(G.parameters(), 1e-2)
     first = T.pix2pix_step(G, None, opt, None, x, y, mode="l1")["G_l1"]
     for _ in range(8):
         last = T.pix2pix_step(G, None, opt, None, x, y, mode="l1")["G_l1"]
     assert last < first
-    D = T.PatchDiscriminator(3, 4, 1)
+    D = nets.PatchDiscriminator(3, 4, 1)
     out = T.pix2pix_step(G, D, opt, torch.optim.Adam(D.parameters()), x, y, mode="cgan+l1")
     assert set(out) == {"D", "G_gan", "G_l1"}
     with pytest.raises(ValueError, match="discriminator"):
@@ -204,7 +190,7 @@ def test_cyclegan_bad_inputs():
         T.CycleGAN(ch_a=1, ch_b=3, lam_id=0.5)
     with pytest.raises(TypeError):
         T.cyclegan_step(nn.Linear(1, 1), None, None, None, None)
-    D = T.PatchDiscriminator(2, 4, 1)
+    D = nets.PatchDiscriminator(2, 4, 1)
     with pytest.raises(ValueError, match="channels"):
         D(torch.zeros(1, 1, 16, 16))
     with pytest.raises(ValueError, match="share"):
@@ -224,37 +210,6 @@ def test_cyclegan_bad_inputs():
 
 
 # --- measurements -----------------------------------------------------------------------------
-
-def test_hf_energy_ratio():
-    torch.manual_seed(0)
-    y = torch.randn(2, 1, 16, 16)
-    assert math.isclose(T.hf_energy_ratio(y, y), 1.0)
-    assert math.isclose(T.hf_energy_ratio(2 * y, y), 4.0, rel_tol=1e-9)        # energy is quadratic
-    ramp = torch.arange(16.0).expand(2, 1, 16, 16)                                # Laplacian of a ramp = 0
-    assert T.hf_energy_ratio(ramp, y) == 0.0
-    blurred = torch.nn.functional.avg_pool2d(y, 3, 1, 1)
-    assert T.hf_energy_ratio(blurred, y) < 0.5
-    with pytest.raises(ValueError):
-        T.hf_energy_ratio(y, ramp)
-    with pytest.raises(ValueError):
-        T.hf_energy_ratio(y, y[:1])
-
-
-def test_structure_correlation():
-    torch.manual_seed(0)
-    x = torch.randn(3, 1, 12, 12)
-    assert torch.allclose(T.structure_correlation(x, x), torch.ones(3))
-    assert torch.allclose(T.structure_correlation(x, -3 * x + 1), torch.ones(3), atol=1e-6)   # same edges
-    assert torch.allclose(T.structure_correlation(x, torch.zeros_like(x)), torch.zeros(3))
-    unrelated = T.structure_correlation(x, torch.randn(3, 1, 12, 12)).abs().mean()
-    assert unrelated < 0.4
-    g = T.gradient_magnitude(torch.arange(5.0).expand(1, 1, 5, 5))              # ramp of slope 1: |grad| = 2
-    assert torch.allclose(g, torch.full((1, 1, 3, 3), 2.0))
-    with pytest.raises(ValueError):
-        T.structure_correlation(x, x[:2])
-    with pytest.raises(ValueError):
-        T.gradient_magnitude(torch.zeros(1, 1, 2, 5))
-
 
 # --- data -------------------------------------------------------------------------------------
 
@@ -314,16 +269,3 @@ def test_tone_hint():
         data.tone_hint(x, cells=3)
     with pytest.raises(ValueError):
         data.tone_hint(x * 10)
-
-
-def test_image_correlation():
-    torch.manual_seed(0)
-    x = torch.randn(4, 1, 6, 6)
-    assert torch.allclose(T.image_correlation(x, 2 * x + 3), torch.ones(4), atol=1e-6)
-    assert torch.allclose(T.image_correlation(x, -x), -torch.ones(4), atol=1e-6)
-    assert torch.allclose(T.image_correlation(x, torch.ones_like(x)), torch.zeros(4))
-    # hand-computed: (1, 2, 3) vs (1, 3, 2): centred (-1, 0, 1), (-1, 1, 0): 1 / (sqrt2 sqrt2) = 0.5
-    assert math.isclose(float(T.image_correlation(torch.tensor([[1.0, 2, 3]]), torch.tensor([[1.0, 3, 2]]))[0]), 0.5,
-                        rel_tol=1e-6)
-    with pytest.raises(ValueError):
-        T.image_correlation(x, x[:2])

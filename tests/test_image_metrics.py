@@ -1,0 +1,102 @@
+"""Tests of the image measures of lib.metrics (chapters 8 and 10): sharpness, colourfulness,
+log-radiance error, PSNR in a hole, high-frequency energy and the correlations."""
+import math
+
+import pytest
+import torch
+
+from lib import data, degrade as D, metrics
+
+
+def img(n=2, c=1, h=16, w=16, seed=0):
+    return torch.rand(n, c, h, w, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def test_sharpness_of_a_ramp_and_of_blur():
+    a = 0.01  # slope per pixel in [0, 1] units
+    ramp = (torch.arange(32.) * a * 2 - 0.5).view(1, 1, 1, 32).repeat(1, 1, 32, 1)
+    assert abs(metrics.sharpness(ramp) - a) < 1e-9
+    x = data.photo_patches("test", 2, 32, gray=True)
+    assert metrics.sharpness(D.blur(x, D.gaussian_kernel(5, 1.5))) < metrics.sharpness(x)
+
+
+def test_colourfulness_by_hand():
+    grey = torch.zeros(1, 3, 4, 4)
+    assert metrics.colourfulness(grey) == 0
+    # half pure red, half pure green (0..255): rg = +-255, yb = 127.5 everywhere
+    x = -torch.ones(1, 3, 2, 2)
+    x[0, 0, 0] = 1; x[0, 1, 1] = 1
+    expected = math.sqrt(255.0 ** 2 + 0) + 0.3 * math.sqrt(0 + 127.5 ** 2)
+    assert abs(metrics.colourfulness(x) - expected) < 1e-6
+
+
+def test_log_radiance_error_in_stops():
+    ref = torch.ones(1, 1, 2, 2)
+    est = torch.tensor([[[[2.0, 1.0], [0.25, 1.0]]]])
+    assert abs(metrics.log_radiance_error(est, ref) - 3 / 4) < 1e-12
+    mask = torch.tensor([[[[1.0, 0.0], [1.0, 0.0]]]])
+    assert abs(metrics.log_radiance_error(est, ref, mask) - 1.5) < 1e-12
+    with pytest.raises(ValueError):
+        metrics.log_radiance_error(est * 0, ref)
+    with pytest.raises(ValueError):
+        metrics.log_radiance_error(est, ref, mask * 0)
+
+
+def test_psnr_masked_matches_skimage_on_the_hole():
+    from skimage.metrics import peak_signal_noise_ratio
+
+    x, y = img(1, 3, 16, 16, 1), img(1, 3, 16, 16, 2)
+    m = D.box_masks(1, 16, 6, generator=torch.Generator().manual_seed(3))
+    sel = m[0, 0].bool()
+    a = ((x[0] + 1) / 2)[:, sel].double().numpy()
+    b = ((y[0] + 1) / 2)[:, sel].double().numpy()
+    ref = peak_signal_noise_ratio(b, a, data_range=1.0)
+    assert abs(metrics.psnr_masked(x, y, m) - ref) < 1e-6
+    full = torch.ones(1, 1, 16, 16)
+    assert abs(metrics.psnr_masked(x, y, full) - metrics.psnr(x, y)) < 1e-6
+    with pytest.raises(ValueError):
+        metrics.psnr_masked(x, y, torch.zeros(1, 1, 16, 16))
+
+
+def test_hf_energy_ratio():
+    torch.manual_seed(0)
+    y = torch.randn(2, 1, 16, 16)
+    assert math.isclose(metrics.hf_energy_ratio(y, y), 1.0)
+    assert math.isclose(metrics.hf_energy_ratio(2 * y, y), 4.0, rel_tol=1e-9)        # energy is quadratic
+    ramp = torch.arange(16.0).expand(2, 1, 16, 16)                                # Laplacian of a ramp = 0
+    assert metrics.hf_energy_ratio(ramp, y) == 0.0
+    blurred = torch.nn.functional.avg_pool2d(y, 3, 1, 1)
+    assert metrics.hf_energy_ratio(blurred, y) < 0.5
+    with pytest.raises(ValueError):
+        metrics.hf_energy_ratio(y, ramp)
+    with pytest.raises(ValueError):
+        metrics.hf_energy_ratio(y, y[:1])
+
+
+def test_structure_correlation():
+    torch.manual_seed(0)
+    x = torch.randn(3, 1, 12, 12)
+    assert torch.allclose(metrics.structure_correlation(x, x), torch.ones(3))
+    assert torch.allclose(metrics.structure_correlation(x, -3 * x + 1), torch.ones(3), atol=1e-6)   # same edges
+    assert torch.allclose(metrics.structure_correlation(x, torch.zeros_like(x)), torch.zeros(3))
+    unrelated = metrics.structure_correlation(x, torch.randn(3, 1, 12, 12)).abs().mean()
+    assert unrelated < 0.4
+    g = metrics.gradient_magnitude(torch.arange(5.0).expand(1, 1, 5, 5))              # ramp of slope 1: |grad| = 2
+    assert torch.allclose(g, torch.full((1, 1, 3, 3), 2.0))
+    with pytest.raises(ValueError):
+        metrics.structure_correlation(x, x[:2])
+    with pytest.raises(ValueError):
+        metrics.gradient_magnitude(torch.zeros(1, 1, 2, 5))
+
+
+def test_image_correlation():
+    torch.manual_seed(0)
+    x = torch.randn(4, 1, 6, 6)
+    assert torch.allclose(metrics.image_correlation(x, 2 * x + 3), torch.ones(4), atol=1e-6)
+    assert torch.allclose(metrics.image_correlation(x, -x), -torch.ones(4), atol=1e-6)
+    assert torch.allclose(metrics.image_correlation(x, torch.ones_like(x)), torch.zeros(4))
+    # hand-computed: (1, 2, 3) vs (1, 3, 2): centred (-1, 0, 1), (-1, 1, 0): 1 / (sqrt2 sqrt2) = 0.5
+    assert math.isclose(float(metrics.image_correlation(torch.tensor([[1.0, 2, 3]]), torch.tensor([[1.0, 3, 2]]))[0]), 0.5,
+                        rel_tol=1e-6)
+    with pytest.raises(ValueError):
+        metrics.image_correlation(x, x[:2])
