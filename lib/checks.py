@@ -134,7 +134,7 @@ def finite(x: torch.Tensor, name: str = "x") -> torch.Tensor:
     return x
 
 
-def timesteps(t, T: int, first: int = 1, name: str = "t") -> torch.Tensor:
+def timestep_tensor(t, T: int, first: int = 1, name: str = "t") -> torch.Tensor:
     """Check that ``t`` is an integer tensor of diffusion time steps in ``first .. T``."""
     tensor(t, name)
     if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:

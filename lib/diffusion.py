@@ -121,7 +121,7 @@ def _steps(sched: Schedule, t, n: int, device) -> torch.Tensor:
         raise TypeError("t must be an int or an integer tensor, got bool")
     if isinstance(t, int):
         t = torch.full((n,), t, dtype=torch.long)
-    checks.timesteps(t, sched.T, first=1, name="t")
+    checks.timestep_tensor(t, sched.T, first=1, name="t")
     if t.dim() != 1 or len(t) != n:
         raise ValueError(f"t must be an int or have shape ({n},), got {tuple(t.shape)}")
     return t.to(device=device, dtype=torch.long)

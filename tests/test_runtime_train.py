@@ -158,16 +158,16 @@ def test_checks_floating_nonempty_finite_timesteps_nonnegative():
     with pytest.raises(ValueError, match="finite"):
         checks.finite(torch.tensor([math.nan]))
     t = torch.tensor([1, 5, 10])
-    assert checks.timesteps(t, 10) is t
-    assert checks.timesteps(torch.tensor([0, 9]), 9, first=0) is not None
+    assert checks.timestep_tensor(t, 10) is t
+    assert checks.timestep_tensor(torch.tensor([0, 9]), 9, first=0) is not None
     with pytest.raises(ValueError, match=r"time steps must lie in 1 \.\. T = 9, got \[1, 10\]"):
-        checks.timesteps(t, 9)
+        checks.timestep_tensor(t, 9)
     with pytest.raises(ValueError, match=r"0 \.\. T = 10"):
-        checks.timesteps(torch.tensor([-1]), 10, first=0)
+        checks.timestep_tensor(torch.tensor([-1]), 10, first=0)
     with pytest.raises(TypeError, match="integer time steps"):
-        checks.timesteps(torch.tensor([1.0]), 10)
+        checks.timestep_tensor(torch.tensor([1.0]), 10)
     with pytest.raises(TypeError, match="integer time steps"):
-        checks.timesteps(torch.tensor([True]), 10)
+        checks.timestep_tensor(torch.tensor([True]), 10)
     assert checks.nonnegative(0) == 0.0 and checks.nonnegative(2.5, "w") == 2.5
     for bad in (-1e-9, math.nan, math.inf):
         with pytest.raises(ValueError, match="w must be a finite number >= 0"):
