@@ -54,6 +54,26 @@ def digits(split: str = "train", size: int = 16) -> tuple[torch.Tensor, torch.Te
     return x[sel], y[sel]
 
 
+def sample_labels(y_train: torch.Tensor, n: int, generator: torch.Generator | None = None,
+                  num_classes: int | None = None) -> torch.Tensor:
+    """``n`` labels drawn with replacement at the class frequencies of ``y_train``.
+
+    ``y_train``: integer labels ``(N,)`` >= 0; returns a long tensor ``(n,)`` on the CPU
+    (one ``torch.multinomial`` draw from ``generator``). This is how every class-conditional
+    model in the book and the per-class Gaussian baseline pick the classes of their samples,
+    so that their samples have the same class mix as the training data.
+    """
+    checks.tensor(y_train, "y_train")
+    checks.positive_int(n, "n")
+    if y_train.dim() != 1 or len(y_train) == 0 or y_train.is_floating_point():
+        raise ValueError(f"y_train must be a non-empty 1-D tensor of integer labels, got {y_train.dtype} "
+                         f"{tuple(y_train.shape)}")
+    if int(y_train.min()) < 0:
+        raise ValueError(f"labels must be >= 0, got {int(y_train.min())}")
+    freq = torch.bincount(y_train.cpu(), minlength=num_classes or 0).double()
+    return torch.multinomial(freq / freq.sum(), n, replacement=True, generator=generator)
+
+
 def binarize(x: torch.Tensor, threshold: float = 0.0) -> torch.Tensor:
     """Map images in ``[-1, 1]`` to ``{0, 1}`` (1 where ``x > threshold``); same shape."""
     checks.value_range(x, -1, 1, "x")

@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from . import checks
+from . import checks, data
 
 
 class ClassGaussians:
@@ -36,6 +36,7 @@ class ClassGaussians:
         self.shape = tuple(x.shape[1:])
         flat = x.reshape(len(x), -1).double()
         self.classes = sorted(int(c) for c in y.unique())
+        self.labels = y.detach().cpu().long()  # the training labels, to draw classes at their frequencies
         counts = torch.tensor([(y == c).sum() for c in self.classes], dtype=torch.float64)
         self.log_prior = (counts / counts.sum()).log()
         self.dists = []
@@ -76,7 +77,8 @@ class ClassGaussians:
         if not self.dists:
             raise ValueError("call fit() first")
         if y is None:
-            labels = torch.multinomial(self.log_prior.exp(), n, replacement=True, generator=generator)
+            drawn = data.sample_labels(self.labels, n, generator)  # class values
+            labels = torch.searchsorted(torch.tensor(self.classes), drawn)  # their index k
         else:
             if y not in self.classes:
                 raise ValueError(f"unknown class {y}; expected one of {self.classes}")

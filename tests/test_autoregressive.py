@@ -1,11 +1,11 @@
-"""lib.autoregressive (chapter 4) and lib.data.text_corpus."""
+"""lib.autoregressive and lib.pixelcnn (chapter 4), and lib.data.text_corpus."""
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from lib import autoregressive as ar, data
+from lib import autoregressive as ar, data, pixelcnn as pix
 
 H = 8  # small images keep the tests fast
 
@@ -27,7 +27,7 @@ def input_gradient(net, x, r, c):
 @pytest.mark.parametrize("mask_type", ["A", "B"])
 def test_masked_conv_is_causal(mask_type):
     torch.manual_seed(0)
-    conv = ar.MaskedConv2d(1, 4, 5, mask_type)
+    conv = pix.MaskedConv2d(1, 4, 5, mask_type)
     torch.nn.init.normal_(conv.weight)  # random, non-zero weights everywhere
     x = torch.randn(1, 1, H, H)
     for i in range(H * H):
@@ -46,7 +46,7 @@ def test_masked_conv_is_causal(mask_type):
 
 def test_pixelcnn_output_depends_only_on_earlier_pixels():
     torch.manual_seed(0)
-    net = ar.PixelCNN(channels=8, n_layers=3)
+    net = pix.PixelCNN(channels=8, n_layers=3)
     for p in net.parameters():
         torch.nn.init.normal_(p, std=0.5)
     x = torch.bernoulli(torch.full((1, 1, H, H), 0.5))
@@ -68,25 +68,25 @@ def _body(net, x):
 
 
 def test_causal_mask_by_hand():
-    assert ar.causal_mask(3, "A").tolist() == [[1, 1, 1], [1, 0, 0], [0, 0, 0]]
-    assert ar.causal_mask(3, "B").tolist() == [[1, 1, 1], [1, 1, 0], [0, 0, 0]]
-    assert ar.causal_mask(1, "A").tolist() == [[0]]
+    assert pix.causal_mask(3, "A").tolist() == [[1, 1, 1], [1, 0, 0], [0, 0, 0]]
+    assert pix.causal_mask(3, "B").tolist() == [[1, 1, 1], [1, 1, 0], [0, 0, 0]]
+    assert pix.causal_mask(1, "A").tolist() == [[0]]
 
 
 def test_masked_conv_bad_input():
     with pytest.raises(ValueError, match="odd"):
-        ar.MaskedConv2d(1, 4, 4, "A")
+        pix.MaskedConv2d(1, 4, 4, "A")
     with pytest.raises(ValueError, match="mask_type"):
-        ar.MaskedConv2d(1, 4, 3, "C")
+        pix.MaskedConv2d(1, 4, 3, "C")
     with pytest.raises(ValueError, match="odd"):
-        ar.causal_mask(2, "B")
+        pix.causal_mask(2, "B")
 
 
 # --- PixelCNN likelihood ------------------------------------------------------------------
 
 def test_log_prob_is_the_sum_of_per_pixel_conditionals():
     torch.manual_seed(1)
-    net = ar.PixelCNN(channels=8, n_layers=2, first_kernel=3).eval()
+    net = pix.PixelCNN(channels=8, n_layers=2, first_kernel=3).eval()
     x = torch.bernoulli(torch.full((3, 1, H, H), 0.4))
     lp = net.log_prob(x)
     assert lp.shape == (3,)
@@ -104,7 +104,7 @@ def test_log_prob_is_the_sum_of_per_pixel_conditionals():
 
 
 def test_pixelcnn_rejects_bad_images():
-    net = ar.PixelCNN(channels=8, n_layers=1)
+    net = pix.PixelCNN(channels=8, n_layers=1)
     with pytest.raises(ValueError, match="binary"):
         net(torch.full((2, 1, H, H), 0.5))
     with pytest.raises(ValueError, match="binarize"):
@@ -118,7 +118,7 @@ def test_pixelcnn_rejects_bad_images():
 def test_bernoulli_baseline_by_hand():
     x = torch.zeros(4, 1, 1, 2)
     x[:3, 0, 0, 0] = 1  # pixel 0 inked in 3 of 4 images, pixel 1 never
-    model = ar.BernoulliPixels(alpha=1.0).fit(x)
+    model = pix.BernoulliPixels(alpha=1.0).fit(x)
     q0, q1 = 4 / 6, 1 / 6  # add-one smoothing
     want = math.log(q0) + math.log(1 - q1)
     assert model.log_prob(x[:1]).item() == pytest.approx(want, rel=1e-6)
@@ -127,7 +127,7 @@ def test_bernoulli_baseline_by_hand():
     assert set(s.unique().tolist()) <= {0.0, 1.0}
     assert s[:, 0, 0, 0].mean().item() == pytest.approx(q0, abs=0.02)
     with pytest.raises(ValueError, match="fit"):
-        ar.BernoulliPixels().log_prob(x)
+        pix.BernoulliPixels().log_prob(x)
     with pytest.raises(ValueError, match="binary"):
         model.fit(x + 0.5)
     with pytest.raises(ValueError, match="shape"):
@@ -136,20 +136,20 @@ def test_bernoulli_baseline_by_hand():
 
 def test_sample_raster_keeps_known_pixels_and_uses_one_pass_per_unknown_pixel():
     torch.manual_seed(0)
-    net = ar.PixelCNN(channels=8, n_layers=1, first_kernel=3)
+    net = pix.PixelCNN(channels=8, n_layers=1, first_kernel=3)
     x = torch.bernoulli(torch.full((5, 1, H, H), 0.5))
     known = torch.zeros(H, H, dtype=torch.bool)
     known[: H // 2] = True  # the top half is given
     calls = [0]
     net.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
-    out = ar.sample_raster(net, 5, size=H, x=x, known=known, generator=torch.Generator().manual_seed(0))
+    out = pix.sample_raster(net, 5, size=H, x=x, known=known, generator=torch.Generator().manual_seed(0))
     assert calls[0] == H * H // 2
     assert torch.equal(out[:, :, : H // 2], x[:, :, : H // 2])
     assert set(out.unique().tolist()) <= {0.0, 1.0}
     with pytest.raises(ValueError, match="pass x"):
-        ar.sample_raster(net, 5, size=H, known=known)
+        pix.sample_raster(net, 5, size=H, known=known)
     with pytest.raises(ValueError, match="binary"):
-        ar.sample_raster(net, 5, size=H, x=x * 0.5, known=known)
+        pix.sample_raster(net, 5, size=H, x=x * 0.5, known=known)
 
 
 def test_sample_raster_matches_a_known_distribution():
@@ -163,33 +163,33 @@ def test_sample_raster_matches_a_known_distribution():
         def forward(self, x):
             return self.logits.expand(len(x), -1, -1, -1)
 
-    s = ar.sample_raster(Fixed(), 4000, size=2, generator=torch.Generator().manual_seed(0))
+    s = pix.sample_raster(Fixed(), 4000, size=2, generator=torch.Generator().manual_seed(0))
     want = torch.sigmoid(torch.tensor([[-2.0, 0.0], [1.0, 3.0]]))
     assert torch.allclose(s.mean(0)[0], want, atol=0.03)
 
 
 # --- MaskGIT-style parallel decoding --------------------------------------------------------
 
-def test_cosine_schedule_and_counts():
-    assert float(ar.cosine_schedule(0.0)) == 1.0
-    assert float(ar.cosine_schedule(1.0)) == pytest.approx(0.0, abs=1e-12)
-    assert float(ar.cosine_schedule(0.5)) == pytest.approx(math.sqrt(0.5))
+def test_masking_schedule_and_counts():
+    assert float(pix.masking_schedule(0.0)) == 1.0
+    assert float(pix.masking_schedule(1.0)) == pytest.approx(0.0, abs=1e-12)
+    assert float(pix.masking_schedule(0.5)) == pytest.approx(math.sqrt(0.5))
     for steps in (1, 2, 4, 8, 16, 64):
-        c = ar.masking_counts(steps, 64)
+        c = pix.masking_counts(steps, 64)
         assert len(c) == steps and c[-1] == 0
         assert all(a > b for a, b in zip([64] + c, c)), c
-    assert ar.masking_counts(4, 64) == [math.floor(64 * math.cos(math.pi / 2 * t / 4)) for t in (1, 2, 3, 4)]
-    assert ar.masking_counts(64, 64) == list(range(63, -1, -1))  # one token per step
+    assert pix.masking_counts(4, 64) == [math.floor(64 * math.cos(math.pi / 2 * t / 4)) for t in (1, 2, 3, 4)]
+    assert pix.masking_counts(64, 64) == list(range(63, -1, -1))  # one token per step
     with pytest.raises(ValueError, match="exceed"):
-        ar.masking_counts(65, 64)
+        pix.masking_counts(65, 64)
     with pytest.raises(ValueError):
-        ar.cosine_schedule(1.5)
+        pix.masking_schedule(1.5)
 
 
 def test_random_masking_fraction_follows_the_cosine_schedule():
     x = torch.ones(4000, 1, 4, 4)
-    tokens, masked = ar.random_masking(x, torch.Generator().manual_seed(0))
-    assert torch.equal(tokens == ar.MASK, masked)
+    tokens, masked = pix.random_masking(x, torch.Generator().manual_seed(0))
+    assert torch.equal(tokens == pix.MASK, masked)
     assert torch.equal(tokens[~masked], x[~masked])
     frac = masked.flatten(1).float().mean(1)
     assert (frac > 0).all()
@@ -212,25 +212,25 @@ class Counting(torch.nn.Module):
 @pytest.mark.parametrize("steps", [1, 3, 8, H * H])
 def test_decode_parallel_uses_exactly_n_passes_and_leaves_no_masks(steps):
     torch.manual_seed(0)
-    net = Counting(ar.MaskedTokenModel(channels=8, dilations=(1, 2)))
-    out = ar.decode_parallel(net, 3, steps, size=H, generator=torch.Generator().manual_seed(0))
+    net = Counting(pix.MaskedTokenModel(channels=8, dilations=(1, 2)))
+    out = pix.decode_parallel(net, 3, steps, size=H, generator=torch.Generator().manual_seed(0))
     assert net.calls == steps
     assert out.shape == (3, 1, H, H)
-    assert not (out == ar.MASK).any() and set(out.unique().tolist()) <= {0.0, 1.0}
-    with ar.count_forward_passes(net) as calls:
-        ar.decode_parallel(net, 2, steps, size=H)
+    assert not (out == pix.MASK).any() and set(out.unique().tolist()) <= {0.0, 1.0}
+    with pix.count_forward_passes(net) as calls:
+        pix.decode_parallel(net, 2, steps, size=H)
     assert calls[0] == steps
 
 
 def test_decode_parallel_with_known_pixels_anywhere():
-    net = ar.MaskedTokenModel(channels=8, dilations=(1,))
+    net = pix.MaskedTokenModel(channels=8, dilations=(1,))
     x = torch.bernoulli(torch.full((2, 1, H, H), 0.5))
     known = torch.zeros(H, H, dtype=torch.bool)
     known[H // 2:] = True  # the *bottom* half is given: fine for a bidirectional model
-    out = ar.decode_parallel(net, 2, 4, size=H, x=x, known=known)
+    out = pix.decode_parallel(net, 2, 4, size=H, x=x, known=known)
     assert torch.equal(out[:, :, H // 2:], x[:, :, H // 2:])
     with pytest.raises(ValueError, match="exceed"):
-        ar.decode_parallel(net, 2, H * H // 2 + 1, size=H, x=x, known=known)
+        pix.decode_parallel(net, 2, H * H // 2 + 1, size=H, x=x, known=known)
 
 
 def test_decode_parallel_one_step_samples_the_model_marginals():
@@ -242,14 +242,14 @@ def test_decode_parallel_one_step_samples_the_model_marginals():
         def forward(self, t):
             return self.w.expand(len(t), -1, -1, -1)
 
-    s = ar.decode_parallel(Fixed(), 4000, 1, size=2, generator=torch.Generator().manual_seed(0))
+    s = pix.decode_parallel(Fixed(), 4000, 1, size=2, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(s.mean(0)[0], torch.sigmoid(Fixed().w[0, 0]).detach(), atol=0.03)
 
 
 def test_masked_token_model_and_loss():
-    net = ar.MaskedTokenModel(channels=8, dilations=(1,))
+    net = pix.MaskedTokenModel(channels=8, dilations=(1,))
     x = torch.bernoulli(torch.full((4, 1, H, H), 0.5))
-    loss = ar.masked_token_loss(net, x, torch.Generator().manual_seed(0))
+    loss = pix.masked_token_loss(net, x, torch.Generator().manual_seed(0))
     assert loss.dim() == 0 and loss.item() > 0
     loss.backward()
     with pytest.raises(ValueError, match="MASK"):
@@ -257,7 +257,7 @@ def test_masked_token_model_and_loss():
     with pytest.raises(ValueError, match="shape"):
         net(torch.zeros(1, 2, H, H))
     with pytest.raises(ValueError, match="binary"):
-        ar.masked_token_loss(net, x * 2 - 1)
+        pix.masked_token_loss(net, x * 2 - 1)
 
 
 # --- text -----------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Tests of chapter 3's additions to lib.density (Gaussian MLE, EM, score model, generator)
-and of the sample distance used to judge them (lib.metrics.sliced_wasserstein)."""
+"""Tests of chapter 3's additions to lib.density (Gaussian MLE, EM, score model, generator),
+of the sample distance used to judge them (lib.metrics.sliced_wasserstein), and of
+lib.data.sample_labels (the class mix that ClassGaussians.sample draws)."""
 import math
 
 import numpy as np
@@ -201,3 +202,34 @@ def test_sliced_wasserstein_zero_for_same_distribution_grows_with_shift():
         assert d == pytest.approx(shift * 2 / math.pi, abs=0.06)
         assert d > prev
         prev = d
+
+
+# --- data.sample_labels: the class mix of every class-conditional sampler ----------------
+
+def test_sample_labels_follow_the_training_frequencies():
+    y = torch.tensor([0] * 600 + [2] * 300 + [3] * 100)
+    drawn = data.sample_labels(y, 20_000, torch.Generator().manual_seed(0))
+    assert drawn.dtype == torch.long and drawn.shape == (20_000,)
+    freq = torch.bincount(drawn, minlength=4).double() / 20_000
+    assert torch.allclose(freq, torch.tensor([0.6, 0.0, 0.3, 0.1], dtype=torch.float64), atol=0.015)
+    assert freq[1] == 0  # a class absent from the training labels is never drawn
+    again = data.sample_labels(y, 20_000, torch.Generator().manual_seed(0), num_classes=10)
+    assert torch.equal(drawn, again)  # trailing empty classes do not change the draws
+
+
+def test_class_gaussians_draw_their_classes_with_sample_labels():
+    g = torch.Generator().manual_seed(0)
+    y = torch.tensor([1] * 30 + [4] * 10)
+    x = torch.randn(40, 3, generator=g)
+    m = density.ClassGaussians().fit(x, y)
+    _, classes = m.sample(500, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(classes, data.sample_labels(y, 500, torch.Generator().manual_seed(5)))
+
+
+def test_sample_labels_refuses_bad_labels():
+    with pytest.raises(ValueError, match="integer labels"):
+        data.sample_labels(torch.tensor([0.0, 1.0]), 3)
+    with pytest.raises(ValueError, match=">= 0"):
+        data.sample_labels(torch.tensor([-1, 1]), 3)
+    with pytest.raises(ValueError):
+        data.sample_labels(torch.tensor([0, 1]), 0)

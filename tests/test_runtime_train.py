@@ -175,3 +175,144 @@ def test_checks_floating_nonempty_finite_timesteps_nonnegative():
     for bad in ("3", True, None):
         with pytest.raises(TypeError, match="w must be a finite number >= 0"):
             checks.nonnegative(bad, "w")
+# --- train.fit ---------------------------------------------------------------------------
+
+def _regression(n=256, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, generator=g)
+    y = x @ torch.tensor([[2.0], [-1.0], [0.5]]) + 0.3
+    return x, y
+
+
+def test_fit_learns_a_small_regression(monkeypatch):
+    monkeypatch.setenv("WORKBOOK_PROFILE", "smoke")
+    x, y = _regression()
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(3, 1)
+    run = train.fit(lin, lambda xb, yb: ((lin(xb) - yb) ** 2).mean(), (x, y), 400,
+                    batch_size=32, lr=0.05, generator=torch.Generator().manual_seed(0))
+    assert len(run.history["loss"]) == 400 == run.steps
+    assert run.history["loss"][-1] < 1e-4 < run.history["loss"][0]
+    assert torch.allclose(lin.weight.detach(), torch.tensor([[2.0, -1.0, 0.5]]), atol=1e-2)
+    assert run.model is lin and run.ema is None
+
+
+def test_fit_equals_the_hand_written_loop_bit_for_bit(monkeypatch):
+    """The contract that lets notebooks replace their loops: same batches, same updates."""
+    monkeypatch.setenv("WORKBOOK_PROFILE", "smoke")
+    x, y = _regression()
+
+    def make():
+        torch.manual_seed(1)
+        return torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+
+    net = make()
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=30, pct_start=0.1)
+    stream = train.batches(x, y, batch_size=16, generator=torch.Generator().manual_seed(2))
+    for _ in range(30):
+        xb, yb = next(stream)
+        loss = ((net(xb) - yb) ** 2).mean()
+        opt.zero_grad(); loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step(); sched.step()
+    net2 = make()
+    train.fit(net2, lambda xb, yb: ((net2(xb) - yb) ** 2).mean(), (x, y), 30, batch_size=16,
+              generator=torch.Generator().manual_seed(2), opt="adamw", lr=3e-3, weight_decay=0.01,
+              schedule="onecycle", pct_start=0.1, clip_grad=1.0)
+    for a, b in zip(net.parameters(), net2.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_fit_schedules_reach_the_given_rates(monkeypatch):
+    monkeypatch.setenv("WORKBOOK_PROFILE", "smoke")
+    w = torch.zeros(2, requires_grad=True)
+    for schedule in ("onecycle", "cosine", None):
+        opt = torch.optim.SGD([w], lr=1.0)
+        used = []  # the rate each step's update is made with
+
+        def loss():
+            used.append(opt.param_groups[0]["lr"])
+            return (w - 1).pow(2).sum()
+        run = train.fit([w], loss, None, 100, opt=opt, lr=0.02, schedule=schedule, pct_start=0.25)
+        assert run.opt is opt and len(used) == 100
+        if schedule == "onecycle":
+            assert max(used) == pytest.approx(0.02) and used.index(max(used)) in (24, 25)
+            assert used[0] == pytest.approx(0.02 / 25) and used[-1] < 0.02 / 25
+        elif schedule == "cosine":
+            assert used[0] == pytest.approx(0.02) and used[-1] < 1e-4
+            assert all(a >= b for a, b in zip(used, used[1:]))
+        else:
+            assert used == [0.02] * 100
+
+
+def test_fit_keeps_an_ema_that_tracks(monkeypatch):
+    monkeypatch.setenv("WORKBOOK_PROFILE", "smoke")
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(1, 1)
+    x = torch.linspace(-1, 1, 64)[:, None]
+    run = train.fit(lin, lambda: ((lin(x) - 3 * x) ** 2).mean(), None, 300, lr=0.05, ema=0.9)
+    assert run.ema.n == 300 and run.model is run.ema.model
+    assert abs(float(run.ema.model.weight) - float(lin.weight.detach())) < 1e-3
+    assert abs(float(run.ema.model.weight) - 3) < 1e-2
+    # going on with the same optimiser and EMA
+    run2 = train.fit(lin, lambda: ((lin(x) - 3 * x) ** 2).mean(), None, 5, opt=run.opt, ema=run.ema)
+    assert run2.ema.n == 305 and run2.opt is run.opt
+
+
+def test_fit_early_stopping_and_best_state(monkeypatch):
+    monkeypatch.setenv("WORKBOOK_PROFILE", "smoke")
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(1, 1, bias=False)
+    x = torch.linspace(-1, 1, 32)[:, None]
+    # the validation target (w = 1) is passed on the way to the training target (w = 3)
+    val = lambda m: float(((m(x) - x) ** 2).mean())
+    with torch.no_grad():
+        lin.weight.fill_(0.0)
+    run = train.fit(lin, lambda: ((lin(x) - 3 * x) ** 2).mean(), None, 500, opt="sgd", lr=0.05,
+                    eval_fn=val, eval_every=5, patience=3, restore_best=True)
+    assert run.steps < 500 and len(run.history["loss"]) == run.steps
+    assert run.steps == run.best_step + 3 * 5
+    assert [s for s, _ in run.evals][-1] == run.steps
+    assert run.best_value == min(v for _, v in run.evals)
+    assert val(lin) == pytest.approx(run.best_value)  # restored
+    assert abs(float(lin.weight.detach()) - 1) < 0.3
+    # keep_best without restoring: the model keeps its last weights, best_model() is a copy
+    with torch.no_grad():
+        lin.weight.fill_(0.0)
+    run = train.fit(lin, lambda: ((lin(x) - 3 * x) ** 2).mean(), None, 200, opt="sgd", lr=0.05,
+                    eval_fn=val, eval_every=5, keep_best=True)
+    assert run.steps == 200 and float(lin.weight.detach()) > 2.5
+    assert val(run.best_model()) == pytest.approx(run.best_value)
+    assert run.best_value < val(lin)
+
+
+def test_fit_refuses_bad_arguments(monkeypatch):
+    monkeypatch.setenv("WORKBOOK_PROFILE", "smoke")
+    lin = torch.nn.Linear(1, 1)
+    x = torch.randn(8, 1)
+    loss = lambda xb: lin(xb).pow(2).mean()
+    with pytest.raises(ValueError, match="steps"):
+        train.fit(lin, loss, x, 0, batch_size=4)
+    with pytest.raises(ValueError, match="batch_size"):
+        train.fit(lin, loss, x, 3)
+    with pytest.raises(ValueError, match="optimiser"):
+        train.fit(lin, loss, x, 3, batch_size=4, opt="adagrad")
+    with pytest.raises(ValueError, match="schedule"):
+        train.fit(lin, loss, x, 3, batch_size=4, schedule="linear")
+    with pytest.raises(ValueError, match="lr"):
+        train.fit(lin, loss, x, 3, batch_size=4, lr=-1.0)
+    with pytest.raises(ValueError, match="eval_fn"):
+        train.fit(lin, loss, x, 3, batch_size=4, patience=2)
+    with pytest.raises(TypeError, match="eval_every"):
+        train.fit(lin, loss, x, 3, batch_size=4, eval_fn=lambda m: 0.0)
+    with pytest.raises(TypeError, match="model"):
+        train.fit("net", loss, x, 3, batch_size=4)
+    with pytest.raises(TypeError, match="data"):
+        train.fit(lin, loss, 3.0, 3)
+    with pytest.raises(ValueError, match="loss_key"):
+        train.fit(lin, lambda xb: {"nll": lin(xb).mean()}, x, 3, batch_size=4)
+    with pytest.raises(ValueError, match="0-d"):
+        train.fit(lin, lambda xb: lin(xb), x, 3, batch_size=4)
+    with pytest.raises(FloatingPointError, match="diverged"):
+        train.fit(lin, lambda xb: lin(xb).mean() * float("nan"), x, 3, batch_size=4)

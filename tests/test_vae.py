@@ -1,4 +1,4 @@
-"""Tests of lib/vae.py: KL, reparameterisation, ELBO/IWAE, vector quantisation, priors, bad inputs.
+"""Tests of lib/vae.py and lib/vq.py: KL, reparameterisation, ELBO/IWAE, vector quantisation, priors, bad inputs.
 
 Expected values come from formulas and independent computations (Monte Carlo with
 torch.distributions, brute-force loops, hand-derived gradients), never from the code's output.
@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from lib import data, vae
+from lib import data, vae, vq as vqlib
 
 
 def gen(seed=0):
@@ -173,7 +173,7 @@ def test_autoencoder_losses():
 
 def test_vq_returns_the_nearest_code():
     torch.manual_seed(0)
-    vq = vae.VectorQuantizer(num_codes=7, code_dim=3)
+    vq = vqlib.VectorQuantizer(num_codes=7, code_dim=3)
     vq.codebook.data = torch.randn(7, 3)
     z_e = torch.randn(2, 3, 4, 5)
     idx = vq.nearest(z_e)
@@ -190,7 +190,7 @@ def test_vq_returns_the_nearest_code():
 
 def test_straight_through_passes_gradients_unchanged():
     z_e = torch.randn(2, 3, 2, 2, requires_grad=True)
-    vq = vae.VectorQuantizer(num_codes=4, code_dim=3)
+    vq = vqlib.VectorQuantizer(num_codes=4, code_dim=3)
     z_st, _, _ = vq(z_e)
     w = torch.randn_like(z_st)
     (w * z_st).sum().backward()
@@ -199,7 +199,7 @@ def test_straight_through_passes_gradients_unchanged():
 
 
 def test_vq_losses_by_hand():
-    vq = vae.VectorQuantizer(num_codes=2, code_dim=1, beta=0.25)
+    vq = vqlib.VectorQuantizer(num_codes=2, code_dim=1, beta=0.25)
     vq.codebook.data = torch.tensor([[0.0], [1.0]])
     z_e = torch.tensor([0.2, 0.9]).view(1, 1, 1, 2).requires_grad_()
     _, idx, losses = vq(z_e)
@@ -213,15 +213,15 @@ def test_vq_losses_by_hand():
 
 
 def test_perplexity_one_code_and_uniform_use():
-    assert math.isclose(vae.perplexity(torch.full((10, 4, 4), 3), 8), 1.0)
-    assert math.isclose(vae.perplexity(torch.arange(8).repeat(5), 8), 8.0, rel_tol=1e-9)
+    assert math.isclose(vqlib.perplexity(torch.full((10, 4, 4), 3), 8), 1.0)
+    assert math.isclose(vqlib.perplexity(torch.arange(8).repeat(5), 8), 8.0, rel_tol=1e-9)
     # two codes used 3:1 -> exp(H) with H = -(.75 log .75 + .25 log .25)
     h = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
-    assert math.isclose(vae.perplexity(torch.tensor([0, 0, 0, 5]), 6), math.exp(h), rel_tol=1e-9)
+    assert math.isclose(vqlib.perplexity(torch.tensor([0, 0, 0, 5]), 6), math.exp(h), rel_tol=1e-9)
 
 
 def test_dead_code_reset_moves_only_dead_codes_onto_encoder_outputs():
-    vq = vae.VectorQuantizer(num_codes=4, code_dim=2)
+    vq = vqlib.VectorQuantizer(num_codes=4, code_dim=2)
     vq.codebook.data = torch.tensor([[0.0, 0.0], [1.0, 1.0], [50.0, 50.0], [-50.0, 50.0]])
     z_e = torch.tensor([[0.1, 0.0], [0.9, 1.1], [1.2, 0.8]]).T.reshape(1, 2, 1, 3)
     counts = torch.bincount(vq.nearest(z_e).flatten(), minlength=4)
@@ -236,7 +236,7 @@ def test_dead_code_reset_moves_only_dead_codes_onto_encoder_outputs():
 
 def test_vqvae_forward_and_decode():
     torch.manual_seed(0)
-    m = vae.VQVAE(num_codes=8, code_dim=4, channels=8)
+    m = vqlib.VQVAE(num_codes=8, code_dim=4, channels=8)
     x = data.digits("test")[0][:3]
     recon, idx, losses = m(x)
     assert recon.shape == x.shape and idx.shape == (3, 4, 4)
@@ -249,7 +249,7 @@ def test_vqvae_forward_and_decode():
 
 def test_positional_categorical_by_hand():
     idx = torch.tensor([[[0, 1]], [[0, 2]], [[0, 1]]])            # (3, 1, 2), K = 3
-    prior = vae.PositionalCategorical(3, alpha=1.0).fit(idx)
+    prior = vqlib.PositionalCategorical(3, alpha=1.0).fit(idx)
     # cell 0: counts (3,0,0)+1 -> 4/6; cell 1: counts (0,2,1)+1 -> 3/6 for code 1
     assert torch.allclose(prior.log_prob(torch.tensor([[[0, 1]]])), torch.tensor([math.log(4 / 6) + math.log(3 / 6)]))
     s = prior.sample(2000, generator=gen(0))
@@ -259,7 +259,7 @@ def test_positional_categorical_by_hand():
 
 def test_code_prior_is_a_normalised_autoregressive_model():
     torch.manual_seed(0)
-    prior = vae.CodePrior(num_codes=3, grid=(1, 3), embed=8, hidden=8)
+    prior = vqlib.CodePrior(num_codes=3, grid=(1, 3), embed=8, hidden=8)
     # summing p(c) over all 27 grids gives 1
     grids = torch.cartesian_prod(*[torch.arange(3)] * 3).view(27, 1, 3)
     with torch.no_grad():
@@ -272,7 +272,7 @@ def test_code_prior_is_a_normalised_autoregressive_model():
 
 def test_code_prior_learns_a_deterministic_sequence():
     torch.manual_seed(0)
-    prior = vae.CodePrior(num_codes=4, grid=(2, 2), embed=16, hidden=32)
+    prior = vqlib.CodePrior(num_codes=4, grid=(2, 2), embed=16, hidden=32)
     idx = torch.tensor([[[1, 3], [0, 2]]]).repeat(16, 1, 1)
     opt = torch.optim.Adam(prior.parameters(), lr=3e-2)
     for _ in range(80):
@@ -284,7 +284,7 @@ def test_code_prior_learns_a_deterministic_sequence():
 
 def test_class_conditional_code_prior_is_normalised_for_every_label():
     torch.manual_seed(0)
-    prior = vae.CodePrior(num_codes=3, grid=(2, 2), embed=8, hidden=8, num_classes=4).eval()
+    prior = vqlib.CodePrior(num_codes=3, grid=(2, 2), embed=8, hidden=8, num_classes=4).eval()
     grids = torch.cartesian_prod(*[torch.arange(3)] * 4).view(81, 2, 2)       # all 3^4 grids
     with torch.no_grad():
         for y in range(4):
@@ -299,14 +299,14 @@ def test_class_conditional_code_prior_is_normalised_for_every_label():
 
 def test_unconditional_code_prior_keeps_its_parameters():
     # num_classes=None is the original prior: one start token, so the embedding has K + 1 rows
-    prior = vae.CodePrior(num_codes=5, grid=(2, 2), embed=4, hidden=6)
+    prior = vqlib.CodePrior(num_codes=5, grid=(2, 2), embed=4, hidden=6)
     assert prior.embed.weight.shape == (6, 4) and prior.num_classes is None
-    assert vae.CodePrior(num_codes=5, grid=(2, 2), embed=4, hidden=6, num_classes=3).embed.weight.shape == (8, 4)
+    assert vqlib.CodePrior(num_codes=5, grid=(2, 2), embed=4, hidden=6, num_classes=3).embed.weight.shape == (8, 4)
 
 
 def test_dropout_prior_is_normalised_and_deterministic_in_eval_mode():
     torch.manual_seed(0)
-    prior = vae.CodePrior(num_codes=3, grid=(1, 3), embed=8, hidden=16, dropout=0.5)
+    prior = vqlib.CodePrior(num_codes=3, grid=(1, 3), embed=8, hidden=16, dropout=0.5)
     grids = torch.cartesian_prod(*[torch.arange(3)] * 3).view(27, 1, 3)
     with torch.no_grad():
         train_a, train_b = prior.log_prob(grids), prior.log_prob(grids)
@@ -319,7 +319,7 @@ def test_dropout_prior_is_normalised_and_deterministic_in_eval_mode():
 
 def test_conditional_code_prior_learns_one_grid_per_label_and_samples_by_label():
     torch.manual_seed(0)
-    prior = vae.CodePrior(num_codes=4, grid=(2, 2), embed=16, hidden=32, num_classes=2)
+    prior = vqlib.CodePrior(num_codes=4, grid=(2, 2), embed=16, hidden=32, num_classes=2)
     per_label = torch.tensor([[[1, 3], [0, 2]], [[2, 2], [3, 0]]])       # label y -> grid per_label[y]
     labels = torch.tensor([0, 1]).repeat(8)
     idx = per_label[labels]
@@ -335,8 +335,8 @@ def test_conditional_code_prior_learns_one_grid_per_label_and_samples_by_label()
 
 
 def test_code_prior_label_errors():
-    cond = vae.CodePrior(num_codes=4, grid=(2, 2), embed=4, hidden=4, num_classes=3)
-    plain = vae.CodePrior(num_codes=4, grid=(2, 2), embed=4, hidden=4)
+    cond = vqlib.CodePrior(num_codes=4, grid=(2, 2), embed=4, hidden=4, num_classes=3)
+    plain = vqlib.CodePrior(num_codes=4, grid=(2, 2), embed=4, hidden=4)
     grids = torch.zeros(2, 2, 2, dtype=torch.long)
     with pytest.raises(ValueError, match="pass labels"):
         cond.log_prob(grids)
@@ -359,9 +359,9 @@ def test_code_prior_label_errors():
     with pytest.raises(TypeError):
         cond.sample(2, labels=[0, 1])
     with pytest.raises(ValueError, match="dropout"):
-        vae.CodePrior(4, dropout=1.0)
+        vqlib.CodePrior(4, dropout=1.0)
     with pytest.raises(ValueError):
-        vae.CodePrior(4, num_classes=0)
+        vqlib.CodePrior(4, num_classes=0)
 
 
 # --- bad inputs -------------------------------------------------------------------------------
@@ -392,20 +392,20 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(TypeError):
         vae.reparameterize([0.0], torch.zeros(1))
     with pytest.raises(ValueError, match="code_dim|shape"):
-        vae.VectorQuantizer(8, 4).nearest(torch.zeros(1, 3, 2, 2))
+        vqlib.VectorQuantizer(8, 4).nearest(torch.zeros(1, 3, 2, 2))
     with pytest.raises(ValueError, match="same shape"):
-        vae.straight_through(torch.zeros(2, 3), torch.zeros(3, 2))
+        vqlib.straight_through(torch.zeros(2, 3), torch.zeros(3, 2))
     with pytest.raises(ValueError, match=r"\[0, 4\)"):
-        vae.perplexity(torch.tensor([0, 4]), 4)
+        vqlib.perplexity(torch.tensor([0, 4]), 4)
     with pytest.raises(TypeError, match="integer"):
-        vae.perplexity(torch.tensor([0.0, 1.0]), 4)
+        vqlib.perplexity(torch.tensor([0.0, 1.0]), 4)
     with pytest.raises(ValueError, match="empty"):
-        vae.perplexity(torch.tensor([], dtype=torch.long), 4)
+        vqlib.perplexity(torch.tensor([], dtype=torch.long), 4)
     with pytest.raises(ValueError, match="noise_std"):
         vae.noisy_autoencoder_loss(vae.Autoencoder(), grey, noise_std=-1)
     with pytest.raises(ValueError, match="fit"):
-        vae.PositionalCategorical(4).sample(2)
+        vqlib.PositionalCategorical(4).sample(2)
     with pytest.raises(ValueError, match="shape"):
-        vae.CodePrior(4)(torch.zeros(2, 3, 3, dtype=torch.long))
+        vqlib.CodePrior(4)(torch.zeros(2, 3, 3, dtype=torch.long))
     with pytest.raises(ValueError, match="shape"):
-        vae.VectorQuantizer(4, 2).reset_dead_codes(torch.zeros(1, 2, 1, 1), torch.zeros(3))
+        vqlib.VectorQuantizer(4, 2).reset_dead_codes(torch.zeros(1, 2, 1, 1), torch.zeros(3))
