@@ -76,14 +76,13 @@ def _figure_alt_text(app, doctree):
     for image in doctree.findall(nodes.image):
         if image.get("alt"):
             continue
-        uri = image.get("uri", "")
-        text = ""
-        if uri and "://" not in uri:
-            _, path = env.relfn2path(uri, env.docname)
-            text = png_description(Path(path))
+        # Sphinx's image collector has already made the path relative to the source folder
+        local = image.get("candidates", {}).get("*")
+        text = png_description(Path(env.srcdir) / local) if local and "://" not in local else ""
         if not text:
             section = next((p for p in _ancestors(image) if isinstance(p, nodes.section)), None)
-            heading = section.next_node(nodes.title).astext() if section is not None else ""
+            title = section.next_node(nodes.title) if section is not None else None
+            heading = re.sub(r"\\([A-Za-z]+)", r"\1", title.astext()) if title is not None else ""  # \to -> to
             text = f"Figure in “{heading}”" if heading else "Figure"
         image["alt"] = text
 

@@ -8,6 +8,7 @@ live kernel can use it, displays the ipywidgets controls (ipywidgets 7.7 and 8).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -194,8 +195,12 @@ def image_rows(rows: dict[str, torch.Tensor], *, title: str | None = None,
 def describe(fig: plt.Figure) -> str:
     """A figure in words, from its own texts: the title, then the panels' titles (or axis
     labels). This is the alt text of the figure in the book (see :func:`_png_with_alt`)."""
-    def clean(t: str) -> str:
-        return " ".join(t.replace("$", "").replace("\\", "").split())
+    def clean(t: str) -> str:  # mathtext in words: "$x \\sim \\mathcal{N}(\\mu, 1)$" -> "x ~ N(mu, 1)"
+        t = re.sub(r"\\(?:mathcal|mathbf|mathrm|text|bar|hat|tilde|operatorname)\{([^}]*)\}", r"\1", t)
+        t = re.sub(r"\\(?:bar|hat|tilde)(?=\\)", "", t)  # \\bar\\alpha -> alpha
+        t = t.replace("\\sim", "~").replace("\\to", "→").replace("\\times", "×")
+        t = re.sub(r"\\([A-Za-z]+)", r"\1", t).replace("$", "").replace("{", "").replace("}", "")
+        return " ".join(t.split())
     parts = []
     sup = getattr(fig, "_suptitle", None)
     head = clean(sup.get_text()) if sup is not None else ""
