@@ -1,6 +1,12 @@
 """Figures: image grids, 2-D scatters, training curves, widgets with a static fallback
 (introduced in chapter 1; used by every chapter).
 
+Importing this module sets matplotlib's defaults to the book's ~688-pixel content
+column (:data:`RC`: 6.9 in at 100 dpi, fonts of at least 10 pt). Small images are
+shown enlarged by nearest neighbour (:func:`show_images`, :func:`image_rows`), at
+4 to 8 screen pixels per image pixel. In a Jupyter kernel, every figure's PNG carries
+:func:`describe` (its titles in words), which the book uses as the image's alt text.
+
 Every widget in the book goes through :func:`interactive`, which first draws the
 figure at the default values (this is what the HTML book shows), then, when a
 live kernel can use it, displays the ipywidgets controls (ipywidgets 7.7 and 8).
