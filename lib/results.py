@@ -1,27 +1,42 @@
-"""Recording a notebook's headline figures (introduced in chapter 1).
+"""Recording a notebook's headline figures, and the comparison tables it shows
+(introduced in chapter 1).
 
 A notebook calls :func:`record` for every number that says how well a model
-worked, with its baseline where there is one. The value is printed, and when
-``WORKBOOK_RESULTS_FILE`` is set (``make bench`` sets it, one file per
-notebook) it is appended to that file as one JSON line, with the device. The
-bench script then prints a table of every chapter's figures and times and
-writes ``_build/results.json``.
+worked, with its baseline where there is one. When ``WORKBOOK_RESULTS_FILE`` is
+set (``make bench`` sets it, one file per notebook) the figure is appended to
+that file as one JSON line, with the device. The bench script then prints a
+table of every chapter's figures and times and writes ``_build/results.json``.
+
+A comparison of several methods is shown with :func:`table`: ONE rendered table
+(HTML in the book and in Jupyter, plain text in a terminal) with the units in
+the header, "—" for a missing value and the best value of each column in bold.
+Its ``record=`` argument records figures *from the table's own cells*, so a
+printed number and a recorded one cannot differ.
 """
 from __future__ import annotations
 
+import html
 import json
 import math
 import os
+from typing import Any, Mapping, Sequence
+
+from IPython import get_ipython
+from IPython.display import display
 
 from . import runtime
+
+MISSING = "—"
 
 
 def record(name: str, value: float, unit: str = "", *, baseline: float | None = None,
            baseline_name: str | None = None, higher_is_better: bool | None = None) -> None:
-    """Print and record one figure (one JSON line in ``WORKBOOK_RESULTS_FILE`` if that is set).
+    """Record one figure (one JSON line in ``WORKBOOK_RESULTS_FILE`` if that is set).
 
     ``name``: what was measured ("test accuracy"); ``unit``: "%", "bits/dim", ...
     ``baseline``/``baseline_name``: the number a learned method is compared with.
+    The figure is echoed as one line of text, except in the static book build
+    (``runtime.static()``), where the page's own table or prose shows the number.
     """
     if not isinstance(name, str) or not name:
         raise ValueError("name must be a non-empty string")
@@ -35,11 +50,202 @@ def record(name: str, value: float, unit: str = "", *, baseline: float | None = 
         rec["baseline_name"] = baseline_name or "baseline"
     if higher_is_better is not None:
         rec["higher_is_better"] = bool(higher_is_better)
-    text = f"{name}: {value:.4g} {unit}".rstrip()
-    if baseline is not None:
-        text += f"   ({rec['baseline_name']}: {float(baseline):.4g} {unit})".rstrip()
-    print(text)
+    if not runtime.static():
+        text = f"{name}: {value:.4g} {unit}".rstrip()
+        if baseline is not None:
+            text += f"   ({rec['baseline_name']}: {float(baseline):.4g} {unit})".rstrip()
+        print(text)
     path = os.environ.get("WORKBOOK_RESULTS_FILE")
     if path:
         with open(path, "a") as f:
             f.write(json.dumps(rec) + "\n")
+
+
+_record = record  # table() has a keyword of the same name
+
+
+# --- comparison tables ------------------------------------------------------------------------
+
+def _number(v: Any) -> float | None:
+    """The float of a numeric cell (None for missing/nan/text)."""
+    if v is None or isinstance(v, (str, bool)):
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise TypeError(f"a table cell must be a number, a string or None, got {type(v).__name__}") from None
+    return f if math.isfinite(f) else None
+
+
+class Table:
+    """A comparison table: ``rows`` (label -> cells) against ``columns``.
+
+    Build it with :func:`table` (which also displays and records); the object renders
+    itself as HTML (``_repr_html_``: the book, Jupyter), Markdown (``_repr_markdown_``)
+    and plain text (``str``: a terminal). ``cells`` holds the values as given (floats
+    untouched), ``text`` the strings shown, ``bold`` which cells are marked best.
+    """
+
+    def __init__(self, rows: Mapping[str, Mapping[str, Any] | Sequence[Any]], columns: Sequence[str], *,
+                 title: str, units: Mapping[str, str] | None = None,
+                 higher_is_better: bool | Mapping[str, bool] | None = None, winner: str | None = None,
+                 formats: str | Mapping[str, str] = ".4g", label: str = "method"):
+        if not isinstance(title, str) or not title:
+            raise ValueError("a table needs a non-empty title")
+        if isinstance(columns, str) or not columns or not all(isinstance(c, str) and c for c in columns):
+            raise ValueError(f"columns must be a non-empty sequence of names, got {columns!r}")
+        if len(set(columns)) != len(columns):
+            raise ValueError(f"column names must be unique, got {list(columns)}")
+        if not isinstance(rows, Mapping) or not rows:
+            raise TypeError("rows must be a non-empty dict: row label -> {column: value} (or a tuple of values)")
+        self.title, self.columns, self.label = title, list(columns), label
+        self.units = dict(units or {})
+        if isinstance(higher_is_better, bool) or higher_is_better is None:
+            self.direction = {c: higher_is_better for c in self.columns}
+        else:
+            self.direction = {c: higher_is_better.get(c) for c in self.columns}
+        unknown = (set(self.units) | (set(higher_is_better) if isinstance(higher_is_better, Mapping) else set())
+                   | (set(formats) if isinstance(formats, Mapping) else set())) - set(self.columns)
+        if unknown:
+            raise ValueError(f"unknown columns {sorted(unknown)}; the table has {self.columns}")
+        self.cells: dict[str, dict[str, Any]] = {}
+        for name, row in rows.items():
+            if isinstance(row, Mapping):
+                extra = set(row) - set(self.columns)
+                if extra:
+                    raise ValueError(f"row {name!r} has unknown columns {sorted(extra)}; the table has {self.columns}")
+                self.cells[str(name)] = {c: row.get(c) for c in self.columns}
+            else:
+                row = list(row)
+                if len(row) != len(self.columns):
+                    raise ValueError(f"row {name!r} has {len(row)} values for {len(self.columns)} columns")
+                self.cells[str(name)] = dict(zip(self.columns, row))
+        if winner is not None and winner not in self.cells:
+            raise ValueError(f"winner {winner!r} is not a row; rows are {list(self.cells)}")
+        self.winner = winner
+        fmt = {c: formats.get(c, ".4g") if isinstance(formats, Mapping) else formats for c in self.columns}
+        self.text = {r: {c: self._show(v, fmt[c]) for c, v in row.items()} for r, row in self.cells.items()}
+        self.bold = {r: {c: False for c in self.columns} for r in self.cells}
+        for c in self.columns:
+            nums = {r: _number(row[c]) for r, row in self.cells.items()}
+            nums = {r: v for r, v in nums.items() if v is not None}
+            if self.direction[c] is None or len(nums) < 2:
+                continue
+            best = max(nums.values()) if self.direction[c] else min(nums.values())
+            for r, v in nums.items():
+                self.bold[r][c] = v == best
+
+    @staticmethod
+    def _show(v: Any, fmt: str) -> str:
+        if isinstance(v, str):
+            return v
+        num = _number(v)
+        return MISSING if num is None else format(num, fmt)
+
+    def header(self, c: str) -> str:
+        """The column's header: its name, its unit in parentheses, an arrow for its direction."""
+        unit = f" ({self.units[c]})" if self.units.get(c) else ""
+        arrow = {True: " ↑", False: " ↓", None: ""}[self.direction[c]]
+        return f"{c}{unit}{arrow}"
+
+    def value(self, row: str, column: str) -> float:
+        """The number in one cell, exactly as given (raises if it is missing or text)."""
+        if row not in self.cells:
+            raise ValueError(f"unknown row {row!r}; rows are {list(self.cells)}")
+        if column not in self.columns:
+            raise ValueError(f"unknown column {column!r}; columns are {self.columns}")
+        num = _number(self.cells[row][column])
+        if num is None:
+            raise ValueError(f"cell ({row!r}, {column!r}) holds no number: {self.cells[row][column]!r}")
+        return float(self.cells[row][column])
+
+    def _repr_html_(self) -> str:
+        e = html.escape
+        head = "".join(f"<th>{e(self.header(c))}</th>" for c in self.columns)
+        body = []
+        for r in self.cells:
+            name = f"<strong>{e(r)}</strong>" if r == self.winner else e(r)
+            tds = "".join(
+                f'<td style="text-align: right">{"<strong>%s</strong>" % e(t) if self.bold[r][c] else e(t)}</td>'
+                for c, t in self.text[r].items())
+            body.append(f'<tr><th style="text-align: left">{name}</th>{tds}</tr>')
+        return (f'<table class="workbook-results table">\n<caption>{e(self.title)}</caption>\n'
+                f'<thead><tr><th style="text-align: left">{e(self.label)}</th>{head}</tr></thead>\n'
+                f"<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>")
+
+    def _repr_markdown_(self) -> str:
+        def md(t):
+            return t.replace("|", "\\|")
+        lines = [f"**{md(self.title)}**", "",
+                 "| " + " | ".join([md(self.label)] + [md(self.header(c)) for c in self.columns]) + " |",
+                 "| --- |" + " ---: |" * len(self.columns)]
+        for r in self.cells:
+            name = f"**{md(r)}**" if r == self.winner else md(r)
+            cells = [f"**{md(t)}**" if self.bold[r][c] else md(t) for c, t in self.text[r].items()]
+            lines.append("| " + " | ".join([name] + cells) + " |")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        grid = [[self.label] + [self.header(c) for c in self.columns]]
+        for r in self.cells:
+            name = f"{r} *" if r == self.winner else r
+            grid.append([name] + [f"{t}*" if self.bold[r][c] else t for c, t in self.text[r].items()])
+        widths = [max(len(row[j]) for row in grid) for j in range(len(grid[0]))]
+        lines = [self.title]
+        for i, row in enumerate(grid):
+            lines.append("  ".join([row[0].ljust(widths[0])] + [t.rjust(w) for t, w in zip(row[1:], widths[1:])]))
+            if i == 0:
+                lines.append("  ".join("-" * w for w in widths))
+        if any(any(b.values()) for b in self.bold.values()) or self.winner:
+            lines.append("(* best in its column" + (", or the winning row" if self.winner else "") + ")")
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+
+def table(rows: Mapping[str, Mapping[str, Any] | Sequence[Any]], columns: Sequence[str], *, title: str,
+          record: Mapping[str, Sequence[str]] | None = None, units: Mapping[str, str] | None = None,
+          higher_is_better: bool | Mapping[str, bool] | None = None, winner: str | None = None,
+          formats: str | Mapping[str, str] = ".4g", label: str = "method") -> None:
+    """Display a comparison as one table and record the figures taken from its cells.
+
+    ``rows``: row label -> ``{column: value}`` (or a tuple in the order of ``columns``);
+    a value is a number, a string (shown as is) or ``None``/``nan`` (shown as "—").
+    ``units``: column -> unit, shown in the header ("PSNR (dB)").
+    ``higher_is_better``: one bool for every column, or column -> bool; the best value
+    of each such column is bold. ``winner``: a row label to set in bold.
+    ``formats``: a format spec (``".4g"``) for every column, or column -> spec.
+    ``record``: figure name -> ``(row, column)``, ``(row, column, baseline_row)`` or
+    ``(row, column, baseline_row, baseline_name)``; each is passed to :func:`record`
+    with the column's unit and direction, its values read from the table's cells
+    (``baseline_name`` defaults to the baseline row's label).
+    Returns nothing (a cell ending in ``table(...)`` shows the table once); build a
+    :class:`Table` to inspect the cells.
+
+    >>> table({"bicubic": {"PSNR": 24.1}, "SRResNet": {"PSNR": 25.3}}, ["PSNR"],
+    ...       title="x4 super-resolution", units={"PSNR": "dB"}, higher_is_better=True,
+    ...       record={"SR PSNR, SRResNet": ("SRResNet", "PSNR", "bicubic")})  # doctest: +SKIP
+    """
+    t = Table(rows, columns, title=title, units=units, higher_is_better=higher_is_better, winner=winner,
+              formats=formats, label=label)
+    picks = []
+    for name, spec in (record or {}).items():
+        if isinstance(spec, str) or not 2 <= len(spec) <= 4:
+            raise ValueError(f"record[{name!r}] must be (row, column[, baseline_row[, baseline_name]]), got {spec!r}")
+        row, column, base_row, base_name = (*spec, None, None)[:4]
+        value = t.value(row, column)
+        baseline = None if base_row is None else t.value(base_row, column)
+        picks.append((name, value, column, baseline, base_name or base_row))
+    _display(t)
+    for name, value, column, baseline, base_name in picks:
+        _record(name, value, t.units.get(column, ""), baseline=baseline,
+                            baseline_name=base_name if baseline is not None else None,
+                            higher_is_better=t.direction[column])
+
+
+def _display(obj) -> None:
+    """IPython's display in a kernel (HTML in the book), the plain-text table elsewhere."""
+    if get_ipython() is None:
+        print(obj)
+    else:
+        display(obj)

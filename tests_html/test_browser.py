@@ -4,8 +4,12 @@ Run by `make check-html` after it builds the book into _build/smoke (smoke profi
 For each page in _toc.yml: no JavaScript errors, no request leaves the machine, every
 image exists and has non-zero size, the math is typeset (MathJax served by the book),
 exercise solutions are collapsed until clicked and open on a click, and the Colab
-launch link points at this notebook on the main branch. Screenshots go to
-_build/screenshots/ for a person to look at.
+launch link points at this notebook on the main branch. Figures: no cell-output figure is
+shrunk below 60 % of its natural width, every image has an alt text in words (not a file
+path), a click on a figure opens it at full size. Numbering: every exercise box shows the
+number tools/nbtool.py computes (Exercise N.k, per chapter), and every page title in the
+sidebar starts with its chapter/part number. Screenshots go to _build/screenshots/ for a
+person to look at.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
+import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,10 +30,13 @@ HTML = Path(os.environ.get("WORKBOOK_HTML", ROOT / "_build" / "smoke" / "_build"
 SHOTS = ROOT / "_build" / "screenshots"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 sys.path.insert(0, str(ROOT / "tools"))
-from toc import toc_files  # noqa: E402
+import nbtool  # noqa: E402
+from toc import toc_files, toc_notebooks  # noqa: E402
 
 
 PAGES = toc_files()
+MIN_SHOWN = 0.6        # a figure may be shown at no less than 60 % of its natural width
+IMAGE_FILE = re.compile(r"([\w-]+/)*[\w.-]+\.(png|jpe?g|gif|svg)$", re.I)
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +95,11 @@ def test_page(browser, server, page_path):
             target = (HTML / page_path).parent / src.split("#")[0]
             assert target.exists() and target.stat().st_size > 0, f"missing image {src}"
             assert w > 0, f"image {src} did not decode"
+        # figures: an alt text in words (the figure's titles, or its section), never a file name
+        for src, alt in page.eval_on_selector_all("img", "els => els.map(e => [e.getAttribute('src'), e.alt])"):
+            alt = (alt or "").strip()
+            assert len(alt) >= 5 and not IMAGE_FILE.search(alt) and alt not in src, \
+                f"image {src} has no alt text in words: {alt!r}"
         # math: MathJax (served by the book) typeset every formula; no raw $$ left in the text
         n_math = page.eval_on_selector_all(".math", "els => els.length")
         if n_math:
@@ -116,6 +129,72 @@ def test_page(browser, server, page_path):
             assert (ROOT / f"{page_path}.ipynb").exists()
     finally:
         ctx.close()
+
+
+CHAPTERS = [p for p in PAGES if p.startswith("chapters/")]
+
+
+@pytest.mark.parametrize("page_path", CHAPTERS)
+def test_figures_fit_the_column(browser, server, page_path):
+    """No cell-output figure is shrunk below 60 % of its natural width (its text would be
+    too small to read): a figure is drawn for the ~688-pixel column (lib.viz.COLUMN_INCHES)."""
+    ctx, page, _, _ = open_page(browser, server, page_path)
+    try:
+        shown = page.eval_on_selector_all(".cell_output img", """els => els.map(e => [
+            e.alt, e.naturalWidth, e.getBoundingClientRect().width])""")
+        small = [f"{alt[:60]!r} at {w:.0f} of {nw} px" for alt, nw, w in shown if nw and w < MIN_SHOWN * nw]
+        assert not small, f"{len(small)} figure(s) shrunk below {MIN_SHOWN:.0%} of their width: {small}"
+    finally:
+        ctx.close()
+
+
+@pytest.mark.parametrize("page_path", CHAPTERS[:1] + CHAPTERS[-1:])
+def test_a_click_on_a_figure_opens_it_full_size(browser, server, page_path):
+    ctx, page, errors, _ = open_page(browser, server, page_path)
+    try:
+        figs = page.query_selector_all(".cell_output a.workbook-zoom img")
+        assert figs, "cell-output figures are wrapped in a zoom link"
+        img = figs[0]
+        href = img.evaluate("e => e.closest('a').getAttribute('href')")
+        assert href == img.get_attribute("src") and ((HTML / page_path).parent / href).exists()
+        natural = img.evaluate("e => e.naturalWidth")
+        img.scroll_into_view_if_needed()
+        img.click()
+        big = page.wait_for_selector(".workbook-lightbox img", state="visible", timeout=5000)
+        page.wait_for_function("() => document.querySelector('.workbook-lightbox img').complete")
+        assert big.evaluate("e => e.naturalWidth") == natural
+        assert abs(big.evaluate("e => e.getBoundingClientRect().width") - natural) <= 1, "shown at full size"
+        assert big.get_attribute("alt") == img.get_attribute("alt")
+        page.keyboard.press("Escape")
+        assert page.query_selector(".workbook-lightbox") is None, "Escape closes the full-size view"
+        assert errors == []
+    finally:
+        ctx.close()
+
+
+def test_one_numbering_in_the_sidebar_and_the_exercise_boxes(browser, server):
+    notebooks = toc_notebooks()
+    numbers = nbtool.exercise_numbers(notebooks)
+    for path in notebooks:
+        page_path = path.relative_to(ROOT).with_suffix("").as_posix()
+        if not (HTML / f"{page_path}.html").exists():
+            continue
+        ctx, page, _, _ = open_page(browser, server, page_path)
+        try:
+            ch, part = nbtool.title_number(nbformat.read(path, as_version=4))
+            want = f"{ch}" if part is None else f"{ch}.{part}"
+            h1 = page.inner_text("main h1").strip()
+            assert h1.startswith(want + " "), (page_path, h1)
+            side = page.eval_on_selector_all("nav.bd-links a.current", "els => els.map(e => e.innerText.trim())")
+            assert any(t.startswith(want + " ") for t in side), (page_path, side)
+            shown = page.eval_on_selector_all("div.exercise p.admonition-title",
+                                              "els => els.map(e => e.innerText.trim())")
+            boxes = [label for label, _ in nbtool.exercises(nbformat.read(path, as_version=4))]
+            assert len(shown) == len(boxes), (page_path, shown)
+            for label, title in zip(boxes, shown):
+                assert title.startswith(f"Exercise {numbers[label]} "), (page_path, label, title)
+        finally:
+            ctx.close()
 
 
 def test_screenshots(browser, server):

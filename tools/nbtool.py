@@ -64,6 +64,41 @@ def from_percent(text: str) -> nbformat.NotebookNode:
     return clean(nb)
 
 
+# --- one numbering: chapter N (folder NN-...), parts N.1, N.2, exercises N.k per chapter -------
+
+TITLE = re.compile(r"^# (\d+)(?:\.(\d+))? (\S.*)$")
+EXERCISE = re.compile(r":::\{exercise\}[ \t]*([^\n]*)\n:label: (\S+)")
+
+
+def title_number(nb: nbformat.NotebookNode) -> tuple[int, int | None] | None:
+    """(chapter, part) typed at the start of the notebook's ``# `` title, e.g. (5, 2) for
+    "# 5.2 Diffusion ...", (1, None) for "# 1 Analysis ..."; None if it has no number."""
+    m = TITLE.match(nb.cells[0].source.partition("\n")[0]) if nb.cells else None
+    return None if m is None else (int(m.group(1)), None if m.group(2) is None else int(m.group(2)))
+
+
+def exercises(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:
+    """(label, title) of every ``{exercise}`` box of a notebook, in order."""
+    md = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    return [(label, title.strip()) for title, label in EXERCISE.findall(md)]
+
+
+def exercise_numbers(paths: list[Path]) -> dict[str, str]:
+    """label -> "N.k" for the notebooks at ``paths`` in book order: the k-th exercise of
+    chapter N, counted over all of the chapter's parts. This is the number the book shows
+    (``_ext/workbook_html.py`` numbers the boxes by the same rule)."""
+    count, out = {}, {}
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        num = title_number(nb)
+        for label, _ in exercises(nb):
+            if num is None:
+                raise ValueError(f"{path}: an exercise in a notebook without a numbered title")
+            count[num[0]] = count.get(num[0], 0) + 1
+            out[label] = f"{num[0]}.{count[num[0]]}"
+    return out
+
+
 # --- expected run time and Colab accelerator, from the bench snapshots -----------------------
 
 RUNTIME_BEGIN = "<!-- run-time: generated from bench/ by tools/nbtool.py sync-runtime; do not edit -->"
@@ -89,7 +124,8 @@ def load_bench(kind: str) -> dict | None:
 def runtime_note(rel: str, cpu: dict | None, cuda: dict | None) -> tuple[str | None, bool]:
     """(markdown block, wants a GPU) for the notebook at repo-relative path ``rel``.
 
-    The block is None when no bench snapshot has a row for the notebook."""
+    The block is for a reader: the measured times, and on Colab whether to pick a GPU;
+    no build instructions. It is None when no bench snapshot has a row for the notebook."""
     rows = {k: next((r for r in (snap or {}).get("notebooks", []) if r["notebook"] == rel), None)
             for k, snap in (("cpu", cpu), ("cuda", cuda))}
     if rows["cpu"] is None and rows["cuda"] is None:
@@ -102,9 +138,7 @@ def runtime_note(rel: str, cpu: dict | None, cuda: dict | None) -> tuple[str | N
         parts.append(f"**{about(rows['cuda']['seconds'])}** on an {cuda.get('gpu', 'NVIDIA')} GPU")
     gpu = rows["cpu"] is not None and rows["cpu"]["seconds"] > GPU_WORTH_S
     lines = [RUNTIME_BEGIN, ":::{admonition} Expected run time", ":class: note",
-             "Executed from scratch in the full profile (measured by `make bench`): " + " and ".join(parts) + "."]
-    if rows["cuda"] is None:
-        lines.append("Its time on a GPU has not been measured yet (`make bench` on a CUDA machine records it).")
+             "Run from top to bottom, this notebook takes " + " and ".join(parts) + "."]
     if gpu:
         lines.append("On Colab, pick a GPU runtime (*Runtime → Change runtime type*): the notebook finds it by itself.")
     lines += [":::", RUNTIME_END]

@@ -15,16 +15,22 @@ from pathlib import Path
 
 import nbformat
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import nbtool  # noqa: E402
+from toc import toc_notebooks  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 START = re.compile(r":::\{solution-start\}\s*(\S+)")
 
-PLACEHOLDER = '''# {title} write your solution here, then delete the line below.
+PLACEHOLDER = '''# {title}: write your solution here, then delete the line below.
 raise NotImplementedError("exercise {label}: your solution goes here")'''
 
 
-def strip_solutions(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    md = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
-    titles = dict(re.findall(r":label: (\S+)\n\*\*(Exercise [\d.]+)\.?\*\*", md))
+def strip_solutions(nb: nbformat.NotebookNode, numbers: dict[str, str] | None = None) -> nbformat.NotebookNode:
+    """``numbers``: exercise label -> its number in the book (``nbtool.exercise_numbers``)."""
+    numbers = numbers or {}
+    titles = {label: f"Exercise {numbers[label]} ({title})" if label in numbers else f"Exercise ({title})"
+              for label, title in nbtool.exercises(nb)}
     cells, inside = [], None
     directive = re.compile(r":::\{(solution-start|solution-end)\}[^\n]*\n(?::class:[^\n]*\n)?:::[ \t]*\n?")
     for c in nb.cells:
@@ -61,8 +67,9 @@ def strip_solutions(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 def main(out: str = "student") -> None:
     out_dir = ROOT / out
+    numbers = nbtool.exercise_numbers(toc_notebooks())
     for src in sorted(ROOT.glob("chapters/*/*.ipynb")):
-        nb = strip_solutions(nbformat.read(src, as_version=4))
+        nb = strip_solutions(nbformat.read(src, as_version=4), numbers)
         dst = out_dir / src.relative_to(ROOT)
         dst.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, dst)

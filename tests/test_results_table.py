@@ -1,0 +1,97 @@
+"""lib.results.table: one rendered comparison table whose recorded figures are its cells."""
+import json
+import math
+
+import pytest
+
+from lib import results
+
+
+ROWS = {"bicubic": {"PSNR": 24.125, "SSIM": 0.71},
+        "SRResNet": {"PSNR": 25.5, "SSIM": math.nan},
+        "SRGAN": (25.0, None)}
+
+
+def _table(**kw):
+    return results.Table(ROWS, ["PSNR", "SSIM"], title="x4 super-resolution", units={"PSNR": "dB"},
+                         higher_is_better={"PSNR": True, "SSIM": True}, **kw)
+
+
+def test_table_renders_html_with_units_missing_values_and_the_winner_in_bold():
+    t = _table(winner="SRResNet")
+    h = t._repr_html_()
+    assert h.startswith("<table") and "</table>" in h and "<caption>x4 super-resolution</caption>" in h
+    assert "PSNR (dB) ↑" in h and "<strong>25.5</strong>" in h          # best PSNR is bold
+    assert "<strong>24.12</strong>" not in h and "24.12" in h
+    assert "nan" not in h.lower() and h.count(results.MISSING) == 2     # nan and None
+    assert "<strong>SRResNet</strong>" in h
+    assert "<strong>0.71</strong>" not in h                              # one number: nothing to compare
+    md = t._repr_markdown_()
+    assert "| method | PSNR (dB) ↑ | SSIM ↑ |" in md and "**25.5**" in md and "nan" not in md.lower()
+    text = str(t)
+    assert text.splitlines()[0] == "x4 super-resolution" and "25.5*" in text and "nan" not in text
+
+
+def test_table_lower_is_better_ties_and_text_cells():
+    t = results.Table({"a": [1.0, "n/a"], "b": [1.0, "x"], "c": [3.0, "y"]}, ["FDD", "note"], title="t",
+                      higher_is_better={"FDD": False}, formats={"FDD": ".2f"})
+    assert t.bold["a"]["FDD"] and t.bold["b"]["FDD"] and not t.bold["c"]["FDD"]
+    assert t.text["c"] == {"FDD": "3.00", "note": "y"} and not any(t.bold[r]["note"] for r in "abc")
+    assert "FDD ↓" in t._repr_html_()
+
+
+def test_table_records_exactly_the_numbers_it_shows(tmp_path, monkeypatch, capsys):
+    f = tmp_path / "r.jsonl"
+    monkeypatch.setenv("WORKBOOK_RESULTS_FILE", str(f))
+    monkeypatch.delenv("WORKBOOK_STATIC", raising=False)
+    assert results.table(ROWS, ["PSNR", "SSIM"], title="x4 SR", units={"PSNR": "dB"}, higher_is_better=True,
+                         record={"SR PSNR, SRResNet": ("SRResNet", "PSNR", "bicubic"),
+                                 "SR SSIM, bicubic": ("bicubic", "SSIM"),
+                                 "SR PSNR, SRGAN": ("SRGAN", "PSNR", "SRResNet", "SRResNet (pixel loss)")}) is None
+    out = capsys.readouterr().out
+    assert out.startswith("x4 SR\n")  # outside a kernel: the plain-text table
+    recs = {r["name"]: r for r in map(json.loads, f.read_text().splitlines())}
+    t = results.Table(ROWS, ["PSNR", "SSIM"], title="x4 SR", units={"PSNR": "dB"}, higher_is_better=True)
+    assert recs["SR PSNR, SRResNet"]["value"] == ROWS["SRResNet"]["PSNR"] == t.value("SRResNet", "PSNR")
+    assert recs["SR PSNR, SRResNet"]["baseline"] == 24.125 and recs["SR PSNR, SRResNet"]["baseline_name"] == "bicubic"
+    assert recs["SR PSNR, SRResNet"]["unit"] == "dB" and recs["SR PSNR, SRResNet"]["higher_is_better"] is True
+    assert recs["SR SSIM, bicubic"] == {**recs["SR SSIM, bicubic"], "value": 0.71, "unit": ""}
+    assert "baseline" not in recs["SR SSIM, bicubic"]
+    assert recs["SR PSNR, SRGAN"]["baseline_name"] == "SRResNet (pixel loss)"
+    for r in recs.values():  # the shown text is the recorded value, formatted
+        assert format(r["value"], ".4g") in out
+
+
+def test_table_cannot_record_a_missing_cell_and_rejects_bad_input():
+    with pytest.raises(ValueError, match="holds no number"):
+        results.table(ROWS, ["PSNR", "SSIM"], title="t", record={"x": ("SRResNet", "SSIM")})
+    with pytest.raises(ValueError, match="unknown row"):
+        results.table(ROWS, ["PSNR", "SSIM"], title="t", record={"x": ("nope", "PSNR")})
+    with pytest.raises(ValueError, match=r"\(row, column"):
+        results.table(ROWS, ["PSNR", "SSIM"], title="t", record={"x": "SRResNet"})
+    with pytest.raises(ValueError, match="title"):
+        results.Table(ROWS, ["PSNR", "SSIM"], title="")
+    with pytest.raises(ValueError, match="unknown columns"):
+        results.Table({"a": {"PSNR": 1, "LPIPS": 2}}, ["PSNR"], title="t")
+    with pytest.raises(ValueError, match="unknown columns"):
+        results.Table({"a": {"PSNR": 1}}, ["PSNR"], title="t", units={"SSIM": ""})
+    with pytest.raises(ValueError, match="2 values for 1 columns"):
+        results.Table({"a": (1, 2)}, ["PSNR"], title="t")
+    with pytest.raises(ValueError, match="winner"):
+        results.Table({"a": (1,)}, ["PSNR"], title="t", winner="b")
+    with pytest.raises(TypeError, match="non-empty dict"):
+        results.Table([("a", 1)], ["PSNR"], title="t")
+    with pytest.raises(TypeError, match="a number, a string or None"):
+        results.Table({"a": ([1],)}, ["PSNR"], title="t")
+    with pytest.raises(ValueError, match="unique"):
+        results.Table({"a": (1, 2)}, ["PSNR", "PSNR"], title="t")
+
+
+def test_record_echoes_only_outside_the_static_book(monkeypatch, capsys):
+    monkeypatch.delenv("WORKBOOK_RESULTS_FILE", raising=False)
+    monkeypatch.setenv("WORKBOOK_STATIC", "1")
+    results.record("accuracy", 97.5, "%")
+    assert capsys.readouterr().out == ""
+    monkeypatch.setenv("WORKBOOK_STATIC", "0")
+    results.record("accuracy", 97.5, "%")
+    assert "accuracy: 97.5 %" in capsys.readouterr().out
