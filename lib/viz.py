@@ -222,9 +222,24 @@ def describe(fig: plt.Figure) -> str:
     return (text[:297] + "...") if len(text) > 300 else text
 
 
+def fit_to_column(fig: plt.Figure) -> plt.Figure:
+    """Shrink a figure wider than the book's column to the column's width (aspect kept).
+
+    Fonts keep their point size, so the text stays readable where the browser would
+    otherwise scale the whole picture down; the layout engine (``layout="constrained"``
+    or ``tight_layout``) re-runs at the new size. Figures that fit are left alone.
+    """
+    w, h = fig.get_size_inches()
+    if w > COLUMN_INCHES:
+        fig.set_size_inches(COLUMN_INCHES, h * COLUMN_INCHES / w)
+    return fig
+
+
 def _png_with_alt(fig: plt.Figure) -> str | None:
-    """The inline backend's PNG, with :func:`describe` stored in the PNG's "Description"
-    text chunk; the book's Sphinx extension (_ext) turns it into the image's alt text."""
+    """The inline backend's PNG, at most the column's width (:func:`fit_to_column`), with
+    :func:`describe` stored in the PNG's "Description" text chunk; the book's Sphinx
+    extension (_ext) turns it into the image's alt text."""
+    fit_to_column(fig)
     text = describe(fig)
     return print_figure(fig, "png", base64=True, metadata={"Description": text} if text else None)
 

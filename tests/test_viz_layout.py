@@ -99,3 +99,19 @@ def test_describe_and_the_png_it_goes_into():
     assert viz.describe(fig) == ""
     assert "Description" not in Image.open(io.BytesIO(base64.b64decode(viz._png_with_alt(fig)))).info
     plt.close("all")
+
+
+def test_a_figure_wider_than_the_column_is_shown_at_the_columns_width():
+    fig, ax = plt.subplots(1, 6, figsize=(16, 3), layout="constrained")
+    for a in ax:
+        a.imshow(np.zeros((8, 8)))
+        a.set_title("panel")
+    png = Image.open(io.BytesIO(base64.b64decode(viz._png_with_alt(fig))))
+    # natural width at most the column plus the tight bbox's padding; aspect kept
+    assert png.width <= viz.COLUMN_PX + 30
+    assert fig.get_size_inches()[1] == pytest.approx(3 * viz.COLUMN_INCHES / 16)
+    plt.close("all")
+    fig, _ = plt.subplots(figsize=(4, 3))
+    viz.fit_to_column(fig)
+    assert tuple(fig.get_size_inches()) == (4, 3)  # a figure that fits is left alone
+    plt.close("all")
