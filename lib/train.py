@@ -30,6 +30,7 @@ import copy
 import math
 import os
 import sys
+import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,7 +91,9 @@ def train_loop(step: Callable[[int], dict | float | torch.Tensor], steps: int, d
         bar.close()
     elif runtime.static():
         last = ", ".join(f"{k} {v[-1]:.4g}" for k, v in history.items())
-        print(f"{desc}: {done} steps in {time.perf_counter() - t0:.1f} s; final {last}", file=sys.stdout)
+        line = f"{desc}: {done} steps in {time.perf_counter() - t0:.1f} s; final {last}"
+        # one summary, wrapped to the book's 88-character column
+        print(textwrap.fill(line, 88, subsequent_indent="    ", break_on_hyphens=False), file=sys.stdout)
     return history
 
 

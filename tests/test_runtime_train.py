@@ -316,3 +316,13 @@ def test_fit_refuses_bad_arguments(monkeypatch):
         train.fit(lin, lambda xb: lin(xb), x, 3, batch_size=4)
     with pytest.raises(FloatingPointError, match="diverged"):
         train.fit(lin, lambda xb: lin(xb).mean() * float("nan"), x, 3, batch_size=4)
+
+
+def test_train_loop_summary_in_the_book_build_fits_the_column(monkeypatch, capsys):
+    monkeypatch.setenv("WORKBOOK_PROFILE", "full")
+    monkeypatch.setenv("WORKBOOK_STATIC", "1")
+    losses = {"content": 0.123456, "adversarial": 1.5, "discriminator": 0.7, "perceptual": 2.0}
+    train.train_loop(lambda i: losses, steps=3, desc="SRGAN (lambda=0.1), a long description")
+    out = capsys.readouterr().out
+    assert "3 steps in" in out and "perceptual 2" in out
+    assert all(len(line) <= 88 for line in out.splitlines()), out
