@@ -113,3 +113,12 @@ def test_notebook_code_is_formatted_to_the_column():
     out = subprocess.run([ruff, "format", "--check", "chapters"], cwd=ROOT,
                          capture_output=True, text=True)
     assert out.returncode == 0, f"run `ruff format chapters`:\n{out.stdout}{out.stderr}"
+
+
+def test_notebook_code_lines_fit_the_column():
+    """No code line wider than 88 characters (ruff's formatter does not split strings or comments)."""
+    wide = [f"{p.name} cell {i}: {len(line)} chars: {line.strip()[:60]}"
+            for p in NOTEBOOKS
+            for i, c in enumerate(nbformat.read(p, as_version=4).cells) if c.cell_type == "code"
+            for line in c.source.splitlines() if len(line) > 88]
+    assert not wide, "\n".join(wide)
