@@ -148,6 +148,21 @@ def test_figures_fit_the_column(browser, server, page_path):
         ctx.close()
 
 
+@pytest.mark.parametrize("page_path", CHAPTERS)
+def test_code_fits_the_column(browser, server, page_path):
+    """No code cell scrolls sideways: its lines (at most 88 characters, a hygiene test)
+    fit the code block at the book's code font (_ext/static/workbook.css)."""
+    ctx, page, _, _ = open_page(browser, server, page_path)
+    try:
+        sizes = page.eval_on_selector_all(".cell_input pre", """els => els.map(e => [
+            e.scrollWidth, e.clientWidth, e.textContent.split("\\n")[0].slice(0, 50)])""")
+        assert sizes, "no code cells found"
+        wide = [f"{text!r}: {sw} > {cw} px" for sw, cw, text in sizes if sw > cw + 1]
+        assert not wide, f"{len(wide)} code cell(s) scroll sideways: {wide[:5]}"
+    finally:
+        ctx.close()
+
+
 @pytest.mark.parametrize("page_path", CHAPTERS[:1] + CHAPTERS[-1:])
 def test_a_click_on_a_figure_opens_it_full_size(browser, server, page_path):
     ctx, page, errors, _ = open_page(browser, server, page_path)
