@@ -1,5 +1,7 @@
 # Two commands set up a fresh machine:  `make book`  and  `make test`.
 PYTHON ?= python3
+# The book's own reference solutions must pass their exercise checks (lib/exercises).
+export WORKBOOK_CHECKS := strict
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed

@@ -55,3 +55,28 @@ def test_student_copy_runs_up_to_the_first_placeholder(tmp_path, monkeypatch):
     ran = [i for i, c in enumerate(stu.cells) if c.cell_type == "code" and c.get("execution_count")]
     assert max(ran) == first, "every cell before the first placeholder ran, and execution stopped there"
     assert not any(o.get("output_type") == "error" for c in stu.cells[:first] if c.cell_type == "code" for o in c.outputs)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.parent.name + "/" + p.name)
+def test_every_check_call_survives_after_its_placeholder(path):
+    nb = nbformat.read(path, as_version=4)
+    checks = [c.source for c in nb.cells if c.cell_type == "code" and "exercises.check(" in c.source]
+    stu = student.strip_solutions(nbformat.read(path, as_version=4))
+    code = [c.source for c in stu.cells if c.cell_type == "code"]
+    assert all(src in code for src in checks), "a check cell was removed with the solutions"
+    for src in checks:
+        label = re.search(r"exercises\.check\(\s*\"([^\"]+)\"", src).group(1)
+        i = code.index(src)
+        placeholder = f'exercise {label}: your solution goes here'
+        assert placeholder in code[i - 1], f"the check of {label} follows its placeholder"
+        # the placeholder names what the check reads that the solution defines
+        names = re.findall(r"`(\w+)`", code[i - 1].split("reads:")[-1]) if "reads:" in code[i - 1] else []
+        assert all(re.search(rf"\b{n}\s*=", src) for n in names)
+
+
+def test_placeholder_names_the_answers_the_check_reads():
+    src = ROOT / "chapters" / "01-analysis-synthesis" / "analysis_synthesis.ipynb"
+    stu = student.strip_solutions(nbformat.read(src, as_version=4))
+    ridge = next(c.source for c in stu.cells if "exercise ch01-ridge: your solution" in c.source)
+    # rank and test_loglik come from the solution; x_train is the notebook's own data
+    assert "reads: `rank`, `test_loglik`." in ridge and "x_train" not in ridge

@@ -83,6 +83,57 @@ def exercises(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:
     return [(label, title.strip()) for title, label in EXERCISE.findall(md)]
 
 
+CHECK_CALL = re.compile(r"exercises\.check\(\s*[\"'](\S+?)[\"']")
+SOLUTION_END = re.compile(r":::\{solution-end\}[ \t]*\n:::[ \t]*\n?")
+
+
+def _solution_end_cell(nb: nbformat.NotebookNode, label: str) -> int:
+    """Index of the markdown cell holding the ``{solution-end}`` of exercise ``label``."""
+    inside = None
+    for i, c in enumerate(nb.cells):
+        if c.cell_type != "markdown":
+            continue
+        for m in re.finditer(r":::\{solution-(start|end)\}\s*(\S*)", c.source):
+            if m.group(1) == "start":
+                inside = m.group(2)
+            elif inside == label:
+                return i
+            else:
+                inside = None
+    raise ValueError(f"exercise {label!r} has no solution-start ... solution-end block")
+
+
+def insert_check(nb: nbformat.NotebookNode, label: str, call: str) -> nbformat.NotebookNode:
+    """Put the code cell ``call`` (an ``exercises.check(label, ...)`` call) right after the
+    solution of exercise ``label``, outside it, so that the student copy keeps it. A markdown
+    cell that goes on after the ``{solution-end}`` is split around the new cell."""
+    if CHECK_CALL.search(call) is None or CHECK_CALL.search(call).group(1) != label:
+        raise ValueError(f"the check cell must call exercises.check({label!r}, ...)")
+    i = _solution_end_cell(nb, label)
+    text = nb.cells[i].source
+    m = SOLUTION_END.search(text)
+    head, rest = text[:m.end()].rstrip("\n"), text[m.end():].strip("\n")
+    nb.cells[i].source = head
+    new = [nbformat.v4.new_code_cell(call.strip("\n"))]
+    if rest:
+        new.append(nbformat.v4.new_markdown_cell(rest))
+    nb.cells[i + 1:i + 1] = new
+    return nb
+
+
+def insert_rubric(nb: nbformat.NotebookNode, label: str, items: list[str]) -> nbformat.NotebookNode:
+    """Put a collapsed self-assessment rubric (``items``: what a good answer contains) right
+    after the box of exercise ``label``, before its solution."""
+    box = re.compile(r"(:::\{exercise\}[^\n]*\n:label: " + re.escape(label) + r"\n.*?\n:::[ \t]*\n)", re.S)
+    for c in nb.cells:
+        if c.cell_type == "markdown" and box.search(c.source):
+            rubric = ("\n:::{admonition} Check yourself\n:class: dropdown tip\n"
+                      "A good answer\n" + "".join(f"- {item}\n" for item in items) + ":::\n")
+            c.source = box.sub(lambda m: m.group(1) + rubric, c.source, count=1)
+            return nb
+    raise ValueError(f"no exercise box labelled {label!r}")
+
+
 def exercise_numbers(paths: list[Path]) -> dict[str, str]:
     """label -> "N.k" for the notebooks at ``paths`` in book order: the k-th exercise of
     chapter N, counted over all of the chapter's parts. This is the number the book shows

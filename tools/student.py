@@ -5,10 +5,15 @@
 Each `{solution-start}` ... `{solution-end}` block (the markdown directive cells and the
 code cells between them) becomes one code cell holding a placeholder that raises
 ``NotImplementedError`` naming the exercise, so a student copy runs top to bottom up to
-the first exercise and stops there with a clear message. Folders mirror chapters/.
+the first exercise and stops there with a clear message. The exercise's check cell
+(``exercises.check(...)``, after the solution) is kept, and the placeholder names the
+variables it reads, so a student runs their own code and then the check. The setup
+cell is kept as well: a copy opened in Colab clones the repository for ``lib/`` exactly
+as the book's notebooks do. Folders mirror chapters/.
 """
 from __future__ import annotations
 
+import ast
 import re
 import sys
 from pathlib import Path
@@ -22,8 +27,37 @@ from toc import toc_notebooks  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 START = re.compile(r":::\{solution-start\}\s*(\S+)")
 
-PLACEHOLDER = '''# {title}: write your solution here, then delete the line below.
+PLACEHOLDER = '''# {title}: write your solution here, then delete the line below.{reads}
 raise NotImplementedError("exercise {label}: your solution goes here")'''
+CHECK = re.compile(r"\bexercises\.check\(")
+
+
+def _assigned(sources: list[str]) -> set[str]:
+    """Names that the code ``sources`` assigns at top level (targets of =, for, with, def)."""
+    names: set[str] = set()
+    for src in sources:
+        try:
+            tree = ast.parse(src)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                names.add(node.id)
+            elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                names.add(node.name)
+    return names
+
+
+def check_reads(source: str) -> list[str]:
+    """The variables an ``exercises.check(label, key=value, ...)`` cell passes, in order."""
+    out: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == "exercises.check":
+            for kw in node.keywords:
+                for n in ast.walk(kw.value):
+                    if isinstance(n, ast.Name) and n.id not in out:
+                        out.append(n.id)
+    return out
 
 
 def strip_solutions(nb: nbformat.NotebookNode, numbers: dict[str, str] | None = None) -> nbformat.NotebookNode:
@@ -31,12 +65,14 @@ def strip_solutions(nb: nbformat.NotebookNode, numbers: dict[str, str] | None = 
     numbers = numbers or {}
     titles = {label: f"Exercise {numbers[label]} ({title})" if label in numbers else f"Exercise ({title})"
               for label, title in nbtool.exercises(nb)}
-    cells, inside = [], None
+    cells, inside, solution, placeholders = [], None, {}, []
     directive = re.compile(r":::\{(solution-start|solution-end)\}[^\n]*\n(?::class:[^\n]*\n)?:::[ \t]*\n?")
     for c in nb.cells:
         if c.cell_type != "markdown":
             if inside is None:
                 cells.append(c)
+            else:
+                solution.setdefault(inside, []).append(c.source)
             continue
         text, pos = c.source + "\n", 0
         for m in directive.finditer(text):
@@ -47,8 +83,8 @@ def strip_solutions(nb: nbformat.NotebookNode, numbers: dict[str, str] | None = 
                 if inside is not None:
                     raise ValueError(f"solution-start inside solution {inside}")
                 inside = START.search(m.group(0)).group(1)
-                cells.append(nbformat.v4.new_code_cell(
-                    PLACEHOLDER.format(title=titles.get(inside, "Exercise"), label=inside)))
+                placeholders.append((len(cells), inside))  # filled in below
+                cells.append(nbformat.v4.new_code_cell(""))
             else:
                 if inside is None:
                     raise ValueError("solution-end without solution-start")
@@ -59,6 +95,15 @@ def strip_solutions(nb: nbformat.NotebookNode, numbers: dict[str, str] | None = 
             cells.append(nbformat.v4.new_markdown_cell(rest))
     if inside is not None:
         raise ValueError(f"solution {inside} is never closed")
+    for i, label in placeholders:
+        reads = ""
+        after = next((d for d in cells[i + 1:] if d.cell_type == "code"), None)
+        if after is not None and CHECK.search(after.source):
+            # the names the solution defines and the check cell reads: what the student must define
+            names = [n for n in check_reads(after.source) if n in _assigned(solution.get(label, []))]
+            if names:
+                reads = "\n# The check cell below reads: " + ", ".join(f"`{n}`" for n in names) + "."
+        cells[i].source = PLACEHOLDER.format(title=titles.get(label, "Exercise"), label=label, reads=reads)
     nb.cells = cells
     for i, c in enumerate(nb.cells):
         c["id"] = f"s{i:03d}"
