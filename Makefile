@@ -33,6 +33,7 @@ $(MATHJAX):
 
 # The book: every notebook executed in the full profile; warnings are errors.
 book: venv $(MATHJAX)
+	$(BIN)/python tools/nbtool.py sync-repository
 	$(BIN)/python tools/results_page.py
 	WORKBOOK_STATIC=1 $(BIN)/jupyter-book build . -W -n --keep-going
 
@@ -46,6 +47,7 @@ bench: venv
 	$(BIN)/python tools/results_page.py
 
 student: venv
+	$(BIN)/python tools/nbtool.py sync-repository
 	$(BIN)/python tools/student.py student
 
 # Debian's Chromium for the browser test (test tools never download a browser of their own).

@@ -51,6 +51,11 @@ RC = {
     "ytick.labelsize": 10,
     "legend.fontsize": 10,
     "figure.titlesize": 12,
+    # opaque white behind every figure: in the book's dark mode a transparent figure
+    # would show its black text and axes on a dark page (a browser test checks)
+    "figure.facecolor": "white",
+    "savefig.facecolor": "white",
+    "savefig.transparent": False,
 }
 
 

@@ -1,6 +1,7 @@
 """tools/bench.py (toc order) and tools/results_page.py (the generated appendix)."""
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -97,3 +98,44 @@ def test_every_notebook_states_the_benched_run_time():
         note, gpu = nbtool.runtime_note(row["notebook"], cpu, cuda)
         assert note in nb.cells[0].source, f"{row['notebook']}: run time note is stale; run tools/nbtool.py sync-runtime"
         assert (nb.metadata.get("accelerator") == "GPU") == gpu, row["notebook"]
+
+
+def test_one_setting_for_the_repository_address():
+    """_config.yml's repository.url is the only place to change: the setup cell (the Colab
+    clone), every notebook and the README's Colab links agree with it."""
+    url, branch = nbtool.repository()
+    owner_name = url.removeprefix("https://github.com/")
+    readme = (ROOT / "README.md").read_text()
+    colab = re.findall(r"https://colab\.research\.google\.com/github/([^)\s`]+?)/blob/([\w.-]+)/", readme)
+    assert colab and all(c == (owner_name, branch) for c in colab)
+    assert f'"{url}.git"' in nbtool.SETUP and f'HERE / "{url.rsplit("/", 1)[1]}"' in nbtool.SETUP
+
+
+def test_a_fork_changes_the_address_in_one_place(tmp_path):
+    for part in ["_config.yml", "README.md", "tools/setup_cell.py",
+                 "chapters/01-analysis-synthesis/analysis_synthesis.ipynb",
+                 "chapters/05-diffusion/digits.ipynb"]:
+        (tmp_path / part).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / part, tmp_path / part)
+    cfg = (tmp_path / "_config.yml").read_text()
+    old, _ = nbtool.repository(tmp_path)
+    (tmp_path / "_config.yml").write_text(
+        cfg.replace(old, "https://github.com/some-course/gen-models").replace("branch: main", "branch: fall27"))
+    changed = {p.relative_to(tmp_path).as_posix() for p in nbtool.sync_repository(tmp_path)}
+    assert changed == {"README.md", "tools/setup_cell.py",
+                       "chapters/01-analysis-synthesis/analysis_synthesis.ipynb",
+                       "chapters/05-diffusion/digits.ipynb"}
+    old_name = old.removeprefix("https://github.com/")
+    for part in changed:
+        text = (tmp_path / part).read_text()
+        assert old_name not in text, f"{part} still names {old_name}"
+    setup = (tmp_path / "tools/setup_cell.py").read_text()
+    assert '"https://github.com/some-course/gen-models.git"' in setup and 'HERE / "gen-models"' in setup
+    readme = (tmp_path / "README.md").read_text()
+    assert "colab.research.google.com/github/some-course/gen-models/blob/fall27/chapters/" in readme
+    nb = nbformat.read(tmp_path / "chapters/05-diffusion/digits.ipynb", as_version=4)
+    assert next(c for c in nb.cells if c.cell_type == "code").source == setup.rstrip("\n")
+    assert nbtool.sync_repository(tmp_path) == [], "a second sync changes nothing"
+    (tmp_path / "_config.yml").write_text(cfg.replace(old, "https://gitlab.example.org/x"))
+    with pytest.raises(ValueError, match="OWNER/NAME"):
+        nbtool.repository(tmp_path)

@@ -115,3 +115,20 @@ def test_a_figure_wider_than_the_column_is_shown_at_the_columns_width():
     viz.fit_to_column(fig)
     assert tuple(fig.get_size_inches()) == (4, 3)  # a figure that fits is left alone
     plt.close("all")
+
+
+def test_figures_have_an_opaque_background_for_dark_mode():
+    """What the inline backend writes (print_figure, as Jupyter and the book do) is opaque
+    white behind the axes: on a dark page a transparent PNG would hide its black text."""
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    ax.set_title("a title")
+    viz.show_images(torch.zeros(2, 1, 4, 4), nrow=2, title="images")
+    figs = [fig, plt.gcf()]
+    for f in figs:
+        buf = io.BytesIO()
+        f.canvas.print_figure(buf, format="png", bbox_inches="tight")
+        rgba = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGBA"))
+        assert rgba[..., 3].min() == 255, "every pixel is opaque"
+        assert (rgba[0, 0, :3] == 255).all(), "the background is white"
+    plt.close("all")

@@ -33,6 +33,9 @@ sys.path.insert(0, str(ROOT / "tools"))
 import nbtool  # noqa: E402
 from toc import toc_files, toc_notebooks  # noqa: E402
 
+_URL, BRANCH = nbtool.repository()
+REPO = _URL.removeprefix("https://github.com/")  # OWNER/NAME, from _config.yml
+
 
 PAGES = toc_files()
 MIN_SHOWN = 0.6        # a figure may be shown at no less than 60 % of its natural width
@@ -124,7 +127,7 @@ def test_page(browser, server, page_path):
         if page_path.startswith("chapters/"):
             assert sols, "a chapter page has exercise solutions"
             href = page.eval_on_selector_all("a[href*='colab.research.google.com']", "els => els.map(e => e.href)")
-            want = f"https://colab.research.google.com/github/hacettepe-cvlab/dgm-workbook/blob/main/{page_path}.ipynb"
+            want = f"https://colab.research.google.com/github/{REPO}/blob/{BRANCH}/{page_path}.ipynb"
             assert want in href, f"Colab link {href} should be {want}"
             assert (ROOT / f"{page_path}.ipynb").exists()
     finally:
@@ -221,3 +224,56 @@ def test_screenshots(browser, server):
         page.screenshot(path=str(out), full_page=False)
         ctx.close()
         assert out.stat().st_size > 10_000
+
+
+DARK = """() => {
+  const lum = c => { const m = c.match(/[\\d.]+/g).map(Number);
+    const [r, g, b] = m.slice(0, 3).map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+  const alpha = c => { const m = c.match(/[\\d.]+/g).map(Number); return m.length > 3 ? m[3] : 1; };
+  const background = e => { for (; e; e = e.parentElement) { const c = getComputedStyle(e).backgroundColor;
+    if (alpha(c) > 0.5) return c; } return getComputedStyle(document.body).backgroundColor; };
+  const low = [];
+  document.querySelectorAll('.cell_output pre, .cell_output td, .cell_output th, .cell_output caption, main p').forEach(e => {
+    if (!e.innerText.trim() || !e.getClientRects().length) return;
+    const a = lum(getComputedStyle(e).color), b = lum(background(e));
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < 4.5) low.push([e.tagName, e.innerText.trim().slice(0, 40), ratio.toFixed(2)]);
+  });
+  const see = [];
+  document.querySelectorAll('.cell_output img').forEach(img => {
+    const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
+    const ctx = c.getContext('2d'); ctx.drawImage(img, 0, 0);
+    const d = ctx.getImageData(0, 0, c.width, c.height).data;
+    let clear = 0; for (let i = 3; i < d.length; i += 4) if (d[i] < 250) clear++;
+    see.push([img.alt.slice(0, 50), clear]);
+  });
+  return {theme: document.documentElement.dataset.theme, low, see};
+}"""
+
+
+@pytest.mark.parametrize("page_path", CHAPTERS)
+def test_dark_mode_keeps_figures_and_text_readable(browser, server, page_path):
+    """In the theme's dark mode every output figure is opaque (no transparent background
+    whose black text would vanish on the dark page) and the printed outputs, tables and
+    prose keep a contrast of at least 4.5:1 (WCAG AA)."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    ctx.add_init_script("localStorage.setItem('theme', 'dark'); localStorage.setItem('mode', 'dark');")
+    page = ctx.new_page()
+    page.route("**/*", lambda r: r.continue_() if urlparse(r.request.url).hostname == "127.0.0.1" else r.abort())
+    try:
+        page.goto(f"{server}/{page_path}.html", wait_until="load")
+        page.wait_for_load_state("networkidle")
+        page.wait_for_function("() => [...document.querySelectorAll('.cell_output img')].every(i => i.complete)")
+        got = page.evaluate(DARK)
+        assert got["theme"] == "dark", "the page did not switch to dark mode"
+        assert got["see"], "a chapter page has figures"
+        clear = [(alt, n) for alt, n in got["see"] if n]
+        assert not clear, f"figures with transparent pixels (unreadable on a dark page): {clear[:5]}"
+        assert not got["low"], f"text below 4.5:1 contrast in dark mode: {got['low'][:5]}"
+        if page_path == CHAPTERS[0]:
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            page.query_selector(".cell_output img").scroll_into_view_if_needed()
+            page.screenshot(path=str(SHOTS / "dark_mode.png"))
+    finally:
+        ctx.close()

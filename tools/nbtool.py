@@ -5,6 +5,11 @@
            (cells split at '# %%' / '# %% [markdown]'), clean, without outputs.
     python tools/nbtool.py sync-setup
         -> rewrites the first code cell of every notebook in _toc.yml to tools/setup_cell.py.
+    python tools/nbtool.py sync-repository
+        -> writes the repository address of _config.yml (repository.url, .branch) into
+           tools/setup_cell.py (the Colab clone), every notebook's setup cell and the
+           README's Colab links. `make book` and `make student` run it: a fork changes
+           _config.yml only.
     python tools/nbtool.py clean FILE.ipynb...
         -> strips outputs, execution counts and cell metadata in place.
     python tools/nbtool.py sync-runtime
@@ -26,6 +31,52 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 SETUP = (ROOT / "tools" / "setup_cell.py").read_text().rstrip("\n")
+GITHUB = re.compile(r"https://github\.com/([\w.-]+)/([\w-]+(?:\.[\w-]+)*?)(\.git)?(?=[\"'/)\s]|$)")
+COLAB = re.compile(r"https://colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/blob/[\w.-]+/")
+
+
+def repository(root: Path = ROOT) -> tuple[str, str]:
+    """(url, branch) of the book's repository: the one setting, in _config.yml."""
+    import yaml
+
+    cfg = yaml.safe_load((root / "_config.yml").read_text())["repository"]
+    url = cfg["url"].rstrip("/")
+    if not GITHUB.fullmatch(url):
+        raise ValueError(f"_config.yml repository.url must be https://github.com/OWNER/NAME, got {url!r}")
+    return url, cfg.get("branch", "main")
+
+
+def with_repository(text: str, url: str, branch: str, clone_dir: bool = False) -> str:
+    """``text`` with every GitHub address (and Colab link) pointing at ``url``/``branch``.
+    ``clone_dir``: also rename the folder the setup cell clones into (``HERE / "NAME"``)."""
+    owner, name = GITHUB.fullmatch(url).group(1, 2)
+    text = COLAB.sub(f"https://colab.research.google.com/github/{owner}/{name}/blob/{branch}/", text)
+    text = GITHUB.sub(lambda m: f"https://github.com/{owner}/{name}{m.group(3) or ''}", text)
+    if clone_dir:
+        text = re.sub(r'HERE / "[\w.-]+"', f'HERE / "{name}"', text)
+    return text
+
+
+def sync_repository(root: Path = ROOT) -> list[Path]:
+    """Write the address of _config.yml into the setup cell (tools/setup_cell.py and every
+    notebook's first code cell) and the README; return the files that changed."""
+    url, branch = repository(root)
+    changed = []
+    setup_path = root / "tools" / "setup_cell.py"
+    setup = with_repository(setup_path.read_text(), url, branch, clone_dir=True)
+    for path, new in [(setup_path, setup),
+                      (root / "README.md", with_repository((root / "README.md").read_text(), url, branch))]:
+        if path.read_text() != new:
+            path.write_text(new)
+            changed.append(path)
+    for f in sorted(root.glob("chapters/*/*.ipynb")):
+        nb = nbformat.read(f, as_version=4)
+        first = next(c for c in nb.cells if c.cell_type == "code")
+        if first.source != setup.rstrip("\n"):
+            first.source = setup.rstrip("\n")
+            nbformat.write(nb, f)
+            changed.append(f)
+    return changed
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
 
 
@@ -230,6 +281,9 @@ def main(argv):
             first.source = SETUP
             first.metadata["tags"] = ["hide-input"]
             nbformat.write(clean(nb), f)
+    elif cmd == "sync-repository":
+        for f in sync_repository():
+            print("wrote", f.relative_to(ROOT))
     elif cmd == "sync-runtime":
         cpu, cuda = load_bench("cpu"), load_bench("cuda")
         for f in sorted(ROOT.glob("chapters/*/*.ipynb")):

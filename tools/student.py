@@ -110,15 +110,37 @@ def strip_solutions(nb: nbformat.NotebookNode, numbers: dict[str, str] | None = 
     return nb
 
 
+def index(out: str, rows: list[tuple[str, str]]) -> str:
+    """student/README.md: one Colab link per copy, at the repository address of _config.yml
+    (the copies open there once ``out/`` is pushed to that branch)."""
+    url, branch = nbtool.repository()
+    owner_name = url.removeprefix("https://github.com/")
+    lines = ["# Student copies", "",
+             "Exercises without their solutions. Open a chapter in Colab, run it from the top, "
+             "write your answer where a cell says `your solution goes here`, then run the "
+             "check cell below it: it prints *on track* or *not yet* with a hint.", "",
+             "| chapter | open in Colab |", "| --- | --- |"]
+    for title, rel in rows:
+        link = f"https://colab.research.google.com/github/{owner_name}/blob/{branch}/{out}/{rel}"
+        lines.append(f"| {title} | [{rel}]({link}) |")
+    return "\n".join(lines) + "\n"
+
+
 def main(out: str = "student") -> None:
     out_dir = ROOT / out
     numbers = nbtool.exercise_numbers(toc_notebooks())
-    for src in sorted(ROOT.glob("chapters/*/*.ipynb")):
+    rows = []
+    for src in toc_notebooks():
         nb = strip_solutions(nbformat.read(src, as_version=4), numbers)
-        dst = out_dir / src.relative_to(ROOT)
+        rel = src.relative_to(ROOT).as_posix()
+        dst = out_dir / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, dst)
+        rows.append((nb.cells[0].source.splitlines()[0].lstrip("# ").strip(), rel))
         print("wrote", dst)
+    where = out_dir.relative_to(ROOT).as_posix() if out_dir.is_relative_to(ROOT) else out_dir.name
+    (out_dir / "README.md").write_text(index(where, rows))
+    print("wrote", out_dir / "README.md")
 
 
 if __name__ == "__main__":
