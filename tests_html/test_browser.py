@@ -109,12 +109,14 @@ def test_page(browser, server, page_path):
             page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.document"
                                    " && document.querySelectorAll('mjx-container').length > 0", timeout=20000)
             assert page.eval_on_selector_all("mjx-container", "els => els.length") >= n_math
-        text = page.evaluate("""() => {  // the prose, without code cells and their outputs
+        text = page.evaluate("""() => {  // the prose and Markdown outputs, without code
             const main = (document.querySelector('main') || document.body).cloneNode(true);
-            main.querySelectorAll('pre, code, .cell, mjx-container').forEach(e => e.remove());
+            main.querySelectorAll('pre, code, .cell_input, mjx-container').forEach(e => e.remove());
             return main.innerText; }""")
         assert "$$" not in text, "raw $$ left in the page text"
-        assert not re.search(r"(?<![\w$])\$[^$\s][^$\n]{0,80}\\[a-zA-Z]+[^$\n]{0,80}\$", text), "raw inline $...$ math left"
+        raw = re.search(r"(?<![\w$])\$[^$\s][^$\n]{0,80}\\[a-zA-Z]+[^$\n]{0,80}\$"  # $...\cmd...$
+                        r"|(?<![\w$])\$[A-Za-z0-9][^$\s]{0,12}\$(?![\w$])", text)  # $t^2$, $x_0$
+        assert not raw, f"raw inline $...$ math left: {raw.group(0)!r}"
         # exercise solutions: collapsed until clicked, open on a click
         sols = page.query_selector_all("div.solution.dropdown")
         for sol in sols:
