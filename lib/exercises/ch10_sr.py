@@ -25,16 +25,16 @@ def sharpness_each(x: torch.Tensor) -> torch.Tensor:
     return torch.tensor([metrics.sharpness(x[i : i + 1]) for i in range(len(x))])
 
 
-def _per_loss(value, name: str) -> dict:
+def _per_loss(value, name: str, what: str) -> dict:
     if not isinstance(value, Mapping):
         raise TypeError(
-            f"{name} must be a dict with the keys 'l1' and 'l2', "
+            f"{name} must be a dict {{'l1': {what}, 'l2': ...}}, "
             f"got {type(value).__name__}"
         )
     if set(value) != set(LOSSES):
         raise ValueError(
-            f"{name} must have exactly the keys 'l1' and 'l2', "
-            f"got {sorted(map(str, value))}"
+            f"{name} must be a dict {{'l1': {what}, 'l2': ...}} with exactly these two "
+            f"keys, got the keys {sorted(map(str, value))}"
         )
     return dict(value)
 
@@ -52,7 +52,8 @@ def pixel_loss(*, net_l1, net_l2, test_lr, test_hr, outs, scores, blurrier) -> s
             raise TypeError(
                 f"net_{k} must be the retrained network, got {type(net).__name__}"
             )
-    outs, scores = _per_loss(outs, "outs"), _per_loss(scores, "scores")
+    outs = _per_loss(outs, "outs", "restored test patches")
+    scores = _per_loss(scores, "scores", "(PSNR in dB, sharpness / true sharpness)")
     for k in LOSSES:
         checks.tensor(outs[k], f"outs[{k!r}]")
         if outs[k].shape != hr.shape:
@@ -91,6 +92,7 @@ def pixel_loss(*, net_l1, net_l2, test_lr, test_hr, outs, scores, blurrier) -> s
             f"scores[{k!r}][0] is the PSNR (dB) of the {k} network's output against "
             "the true high-resolution test patches, the mean over patches as "
             "metrics.psnr gives it",
+            rtol=0.0,
             atol=0.05,
         )
         close(
