@@ -108,7 +108,8 @@ def receptive_fields(*, rf_a, rf_b, rf_c) -> str:
     expect(
         b == ref_b,
         "(b): walk back from the output through the two stride-1 layers, then through "
-        "the stride-2 first layer, which doubles the window it receives: r <- s r + (k - s)",
+        "the stride-2 first layer, which multiplies the window it receives by its "
+        "stride: r <- s r + (k - s)",
     )
     expect(
         c != 70,
@@ -171,7 +172,8 @@ def seed_variation(*, y_test, out_first, out_seed, again) -> str:
     return (
         f"new seed: L1 {ref_l1:.3f}, HF ratio {ref_hf:.2f}; first run: L1 {l1_0:.3f}, "
         f"HF ratio {hf_0:.2f}. The seed alone moves L1 by {abs(ref_l1 - l1_0):.3f} and "
-        f"the HF ratio by {abs(ref_hf - hf_0):.2f}: gaps in the tables of that size are noise"
+        f"the HF ratio by {abs(ref_hf - hf_0):.2f}: gaps in the tables no larger than "
+        "that may be noise"
     )
 
 
