@@ -228,7 +228,7 @@ def _on_segment(model, path, x_test, y_test, is_vae: bool, what: str) -> None:
     _, a, b, ia, ib, ea, eb = best
     za, zb = ends[a][0][ia], ends[b][0][ib]
     # tolerance: 0.5% of the distance between the two end images, plus 0.0005 per pixel
-    # (RMS) for float round-off; the line is decoded at 1001 points, finer than that
+    # (RMS) for float round-off; the line is searched at 1001 points, then finer
     span = float((ends[a][1][ia] - ends[b][1][ib]).norm())
     tol = 0.005 * span + 5e-4 * math.sqrt(frames.shape[1])
     code = "posterior mean" if is_vae else "code"
@@ -238,17 +238,24 @@ def _on_segment(model, path, x_test, y_test, is_vae: bool, what: str) -> None:
         f"and a test 7 themselves: decode each digit's own {code}",
     )
     dev = _device(model)
-    t = torch.linspace(0, 1, 1001, device=dev, dtype=za.dtype)[:, None]
-    with torch.no_grad():
-        line = model.decode((1 - t) * za + t * zb)
-        line = (model.mean_image(line) if is_vae else line).cpu().flatten(1).double()
-    d = torch.cdist(frames, line)
+
+    def decoded(t):  # images of the points (1 - t) za + t zb, t (n,) in [0, 1]
+        t = t.to(device=dev, dtype=za.dtype)[:, None]
+        with torch.no_grad():
+            out = model.decode((1 - t) * za + t * zb)
+            return (model.mean_image(out) if is_vae else out).cpu().flatten(1).double()
+
+    grid = torch.linspace(0, 1, 1001)
+    d = torch.cdist(frames, decoded(grid))
+    where = d.argmin(1)
+    # then around each frame's nearest grid point, 201 points within one grid step of it
+    fine = (grid[where][:, None] + torch.linspace(-1e-3, 1e-3, 201)).clamp(0, 1)
+    near = torch.cdist(frames[:, None], decoded(fine.flatten()).view(*fine.shape, -1))
     expect(
-        float(d.min(1).values.max()) <= tol,
+        float(near.flatten(1).min(1).values.max()) <= tol,
         f"every frame of {what} should decode a point on the straight line between the "
         f"two {code}s (mix the two codes, not the two images)",
     )
-    where = d.argmin(1)
     expect(
         bool((where[1:] >= where[:-1]).all()),
         f"the frames of {what} should walk along the line in order, from one digit to "
@@ -401,10 +408,15 @@ def copy(*, idx_train, idx_test, sampled, copy_rates, test_in_train) -> str:
         atol=1e-3,
     )
     most = max(rates, key=rates.get)
+    verdict = (
+        f"the prior that copies most is '{most}'"
+        if rates[most] > 0
+        else "no sampled grid copies a training grid"
+    )
     return (
-        "copy rates "
-        + ", ".join(f"{n} {r:.1%}" for n, r in rates.items())
-        + f"; test digits {ref_test:.1%}: the prior that copies most is '{most}'"
+        "copy rates: "
+        + "; ".join(f"{n} {r:.1%}" for n, r in rates.items())
+        + f"; test digits {ref_test:.1%}. {verdict[0].upper()}{verdict[1:]}"
     )
 
 
