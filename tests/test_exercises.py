@@ -154,3 +154,52 @@ def test_ch01_single(digits, capsys):
     ]
     for w in wrong:
         assert not verdict("ch01-single", capsys, **common, **w)
+
+
+# --- every exercise of the book answers back ------------------------------------------
+
+
+def _notebook_exercises():
+    import re
+    import sys
+    from pathlib import Path
+
+    import nbformat
+
+    root = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(root / "tools"))
+    import nbtool
+
+    out = []
+    for path in sorted(root.glob("chapters/*/*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        inside, calls = None, {}
+        for c in nb.cells:
+            if c.cell_type == "markdown":
+                for kind, label in re.findall(r":::\{solution-(start|end)\}\s*(\S*)", c.source):
+                    inside = label if kind == "start" else None
+            for label in re.findall(r"exercises\.check\(\s*\"([^\"]+)\"", c.source):
+                assert c.cell_type == "code" and inside is None, f"{label}: check outside the solution"
+                calls[label] = calls.get(label, 0) + 1
+        md = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+        for label, _ in nbtool.exercises(nb):
+            box = re.search(r":label: " + re.escape(label) + r"\n.*?\n:::\n(.*?):::\{solution-start\}", md, re.S)
+            rubric = bool(box and ":::{admonition} Check yourself" in box.group(1))
+            out.append((path.name, label, calls.get(label, 0), rubric))
+    return out
+
+
+def test_every_exercise_has_a_check_or_a_rubric():
+    found = _notebook_exercises()
+    assert len(found) >= 55
+    silent = [(nb, label) for nb, label, calls, rubric in found if not calls and not rubric]
+    assert not silent, f"exercises with neither a check nor a rubric: {silent}"
+    twice = [(nb, label) for nb, label, calls, _ in found if calls > 1]
+    assert not twice, f"exercises checked more than once: {twice}"
+
+
+def test_every_checker_is_called_by_its_exercise():
+    called = {label for _, label, calls, _ in _notebook_exercises() if calls}
+    assert set(exercises.labels()) == called, (
+        f"checkers without a check cell: {sorted(set(exercises.labels()) - called)}; "
+        f"check cells without a checker: {sorted(called - set(exercises.labels()))}")
