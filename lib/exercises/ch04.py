@@ -135,6 +135,14 @@ def _char_bits(model, tok, text: str) -> tuple[torch.Tensor, int]:
     return -torch.cat(out).double() / math.log(2), len(ids)
 
 
+_NATS = "text_bits[{tau}] looks like nats per character: divide by log(2) for bits"
+_NOT_THE_SCORE = (
+    "text_bits[{tau}] is not the model's bits per character of texts[{tau}]: score "
+    "the whole sampled text (prompt included) with the model and average -log2 p "
+    "over its characters"
+)
+
+
 @checker("ch04-temperature")
 def temperature(*, model, tok, texts, text_bits, most_likely) -> str:
     """``texts``: {temperature: sampled text}; ``text_bits``: {temperature: bits per character
@@ -153,6 +161,8 @@ def temperature(*, model, tok, texts, text_bits, most_likely) -> str:
         raise TypeError("texts must map each temperature to the sampled text (a str)")
     taus = sorted(texts, key=lambda k: number(k, "a temperature"))
     bits = {tau: number(text_bits[tau], f"text_bits[{tau}]") for tau in taus}
+    # texts rescored on a subset: (temperature, z-score as bits, z-score as nats)
+    zs = []
     for tau in taus:
         expect(
             bits[tau] > 0,
@@ -164,17 +174,21 @@ def temperature(*, model, tok, texts, text_bits, most_likely) -> str:
         if len(ref) == n:  # every character rescored: the exact value
             tol = 0.01 * mean + 1e-3
         else:  # an estimate from a subset of the positions: allow for its sampling error
-            tol = 4 * float(ref.std()) / math.sqrt(len(ref)) + 0.05
+            se = max(float(ref.std()) / math.sqrt(len(ref)), 0.01)
+            tol = 4 * se + 0.05
+            nats = (bits[tau] - mean * math.log(2)) / (se * math.log(2))
+            zs.append((tau, (bits[tau] - mean) / se, nats))
         if abs(bits[tau] - mean) > tol:
             if abs(bits[tau] - mean * math.log(2)) <= tol * math.log(2):
-                raise NotYet(
-                    f"text_bits[{tau}] looks like nats per character: divide by log(2) "
-                    "for bits"
-                )
+                raise NotYet(_NATS.format(tau=tau))
+            raise NotYet(_NOT_THE_SCORE.format(tau=tau))
+    if zs:  # jointly: small deviations that all go the same way are not chance
+        chi2_bits = sum(z * z for _, z, _ in zs)
+        chi2_nats = sum(z * z for _, _, z in zs)
+        if chi2_bits > 4 * len(zs) + 10:
+            tau = max(zs, key=lambda t: abs(t[1]))[0]
             raise NotYet(
-                f"text_bits[{tau}] is not the model's bits per character of texts[{tau}]: "
-                "score the whole sampled text (prompt included) with the model and average "
-                "-log2 p over its characters"
+                (_NATS if chi2_nats < chi2_bits / 4 else _NOT_THE_SCORE).format(tau=tau)
             )
     cheapest = min(taus, key=bits.get)
     m = number(most_likely, "most_likely")
