@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import re
+import textwrap
 import sys
 from pathlib import Path
 
@@ -102,7 +103,8 @@ def strip_solutions(nb: nbformat.NotebookNode, numbers: dict[str, str] | None = 
             # the names the solution defines and the check cell reads: what the student must define
             names = [n for n in check_reads(after.source) if n in _assigned(solution.get(label, []))]
             if names:
-                reads = "\n# The check cell below reads: " + ", ".join(f"`{n}`" for n in names) + "."
+                text = "The check cell below reads: " + ", ".join(f"`{n}`" for n in names) + "."
+                reads = "".join("\n# " + line for line in textwrap.wrap(text, 86))
         cells[i].source = PLACEHOLDER.format(title=titles.get(label, "Exercise"), label=label, reads=reads)
     nb.cells = cells
     for i, c in enumerate(nb.cells):
