@@ -174,3 +174,32 @@ def scrub(frames, labels: Sequence[str] | None = None, *, title: str, interval_m
         else:
             raise TypeError(f"frames[{i}] must be a matplotlib Figure or an image tensor, got {type(f).__name__}")
     return Scrubber(pngs, labels, title.strip(), interval_ms)
+
+
+def rows_frame(rows: dict[str, torch.Tensor], title: str, scale: int = 4) -> Figure:
+    """One frame of labelled image rows on one axes, sized in pixels (the same for every
+    frame of a scrubber): ``rows`` maps a label to images ``(n, C, H, W)`` in ``[-1, 1]``,
+    the same ``n`` in every row; ``scale`` screen pixels per image pixel (nearest
+    neighbour). Cheaper than :func:`lib.viz.image_rows` (one axes), for many frames."""
+    from . import viz
+    import matplotlib.pyplot as plt
+
+    if not rows:
+        raise ValueError("rows_frame() needs at least one row")
+    sizes = {len(v) for v in rows.values()}
+    if len(sizes) != 1:
+        raise ValueError(f"every row must hold the same number of images, got {sorted(sizes)}")
+    checks.positive_int(scale, "scale")
+    grid = viz.image_grid(torch.cat([v.detach().cpu() for v in rows.values()]), nrow=sizes.pop(), pad=1)
+    h, w = scale * grid.shape[0], scale * grid.shape[1]
+    fig = plt.figure(figsize=(viz.COLUMN_INCHES, (h + 30) / viz.DPI))
+    ax = fig.add_axes((1 - (w + 8) / viz.COLUMN_PX, 4 / (h + 30), w / viz.COLUMN_PX, h / (h + 30)))
+    ax.imshow(grid[..., 0] if grid.shape[2] == 1 else grid, cmap="gray" if grid.shape[2] == 1 else None,
+              vmin=0, vmax=1, interpolation="nearest")
+    row_h = grid.shape[0] / len(rows)
+    ax.set_yticks([(i + 0.5) * row_h for i in range(len(rows))], list(rows))
+    ax.set_xticks([])
+    ax.tick_params(length=0)
+    ax.spines[:].set_visible(False)
+    ax.set_title(title)
+    return fig

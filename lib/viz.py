@@ -362,4 +362,4 @@ def interactive(fn: Callable[..., Any], **controls):
 use_book_style()
 _install_png_alt()
 
-from .scrubber import Scrubber, scrub  # noqa: E402  (the scrubbable figure; uses the helpers above)
+from .scrubber import Scrubber, rows_frame, scrub  # noqa: E402  (scrubbable figures)

@@ -83,3 +83,18 @@ def test_bad_input_is_refused():
         viz.scrub(figures(1, (4, 2)) + figures(1, (5, 2)), title="x")
     with pytest.raises(ValueError, match="at most"):
         viz.scrub(torch.zeros(__import__("lib.scrubber").scrubber.MAX_FRAMES + 1, 1, 2, 2), title="x")
+
+
+def test_rows_frame_is_one_labelled_axes_of_fixed_pixel_size():
+    rows = {"input": torch.zeros(4, 1, 8, 8), "output": torch.ones(4, 1, 8, 8) * 0.5}
+    fig = viz.rows_frame(rows, "iteration 3", scale=4)
+    assert len(fig.axes) == 1
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["input", "output"]
+    w, h = fig.get_size_inches() * viz.DPI
+    assert round(w) == viz.COLUMN_PX and round(h) == 4 * (2 * 9 - 1) + 30
+    a = viz.scrub([fig, viz.rows_frame(rows, "iteration 4")], title="two frames")
+    assert len(a) == 2
+    with pytest.raises(ValueError, match="same number of images"):
+        viz.rows_frame({"a": torch.zeros(4, 1, 8, 8), "b": torch.zeros(3, 1, 8, 8)}, "x")
+    assert viz.rows_frame({"rgb": torch.zeros(2, 3, 8, 8)}, "colour").axes[0].images[0].get_array().ndim == 3
+    plt.close("all")
