@@ -279,3 +279,60 @@ def test_dark_mode_keeps_figures_and_text_readable(browser, server, page_path):
             page.screenshot(path=str(SHOTS / "dark_mode.png"))
     finally:
         ctx.close()
+
+
+def scrubber_pages():
+    return [p for p in PAGES if (HTML / f"{p}.html").exists()
+            and "workbook-scrubber" in (HTML / f"{p}.html").read_text(errors="ignore")]
+
+
+SCRUBBER_PAGES = scrubber_pages() if HTML.exists() else []
+MIN_SCRUBBER_PAGES = 6  # the lecture's processes and sweeps (issue 20): see lib/scrubber.py
+
+
+def test_the_book_has_its_scrubbable_figures():
+    assert len(SCRUBBER_PAGES) >= MIN_SCRUBBER_PAGES, f"scrubbable figures on {SCRUBBER_PAGES}"
+
+
+@pytest.mark.parametrize("page_path", SCRUBBER_PAGES)
+def test_scrubbers_move_and_play_with_no_kernel(browser, server, page_path):
+    """Each scrubbable figure (lib.scrubber): the slider changes the picture and its label,
+    play advances the frames, no JavaScript error, nothing fetched from outside."""
+    ctx, page, errors, blocked = open_page(browser, server, page_path)
+    try:
+        boxes = page.query_selector_all("div.workbook-scrubber")
+        assert boxes
+        for k, box in enumerate(boxes):
+            assert box.get_attribute("data-ready") == "1", "the scrubber's script ran"
+            n = int(box.get_attribute("data-frames"))
+            img, label = box.query_selector("img"), box.query_selector(".workbook-scrubber-label")
+            first_src, first_label = img.get_attribute("src"), label.inner_text()
+            box.scroll_into_view_if_needed()
+            box.query_selector("input[type=range]").evaluate(
+                "(r, i) => { r.value = i; r.dispatchEvent(new Event('input')); }", n - 1)
+            assert img.get_attribute("src") != first_src, "moving the slider changes the frame"
+            assert label.inner_text() != first_label and box.get_attribute("data-frame") == str(n - 1)
+            if k < 2:
+                SHOTS.mkdir(parents=True, exist_ok=True)
+                name = page_path.replace("/", "_")
+                box.screenshot(path=str(SHOTS / f"scrubber_{name}_{k}_last.png"))
+            box.query_selector("button").click()  # at the end, play restarts from the first frame
+            page.wait_for_function("b => +b.getAttribute('data-frame') >= Math.min(2, +b.getAttribute('data-frames') - 1)",
+                                   arg=box, timeout=10000)
+            box.query_selector("button").click()  # pause
+            if k < 2:
+                box.screenshot(path=str(SHOTS / f"scrubber_{name}_{k}_playing.png"))
+        assert blocked == [] and errors == [], (blocked[:3], errors[:3])
+    finally:
+        ctx.close()
+
+
+@pytest.mark.parametrize("page_path", CHAPTERS)
+def test_page_weight(page_path):
+    """A page with its figures (the scrubbers' frames are inside the HTML) stays under 5 MB."""
+    page = HTML / f"{page_path}.html"
+    text = page.read_text(errors="ignore")
+    images = {m for m in re.findall(r'<img[^>]+src="([^"]+\.png)"', text)}
+    total = page.stat().st_size + sum((page.parent / src).stat().st_size for src in images
+                                      if (page.parent / src).exists())
+    assert total < 5e6, f"{page_path}: {total / 1e6:.1f} MB"
