@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from itertools import pairwise
 
 import torch
 from torch import nn
@@ -271,17 +270,10 @@ def guidance(*, cnet, x_c, y_c, guided_samples, on_moon0) -> str:
             rtol=0,
             atol=1.0,
         )
-    trend = [measured[w] for w in ws]
-    rises = trend[-1] > trend[0] + 5 and all(b >= a - 5 for a, b in pairwise(trend))
     return (
         "samples nearest to moon 0: "
         + ", ".join(f"{measured[w]:.0f}% at w = {w:g}" for w in ws)
-        + (
-            ": the larger w, the more samples land on the requested moon"
-            if rises
-            else ": no clear rise with w here (a short training leaves the label a weak "
-            "effect; the full profile trains longer)"
-        )
+        + " (measured from your samples)"
     )
 
 
@@ -380,9 +372,9 @@ def interpolation(*, z0, z1, zs, walk) -> str:
         want1 = torch.sin(lam * theta) / math.sin(theta)
         expect(
             float(((c0 - want0).abs() + (c1 - want1).abs()).max()) < 1e-3,
-            "the points leave the great circle through z0 and z1: a straight line between "
-            "them (weights 1 - lambda and lambda) cuts through the inside of the sphere; "
-            "use the sine weights of the spherical interpolation",
+            "the points are not on the arc of the spherical interpolation from z0 to z1: "
+            "the weights of z0 and z1 are sin((1 - lambda) theta) / sin(theta) and "
+            "sin(lambda theta) / sin(theta), not 1 - lambda and lambda",
         )
     else:
         lam = c1 / (c0 + c1)
@@ -396,11 +388,9 @@ def interpolation(*, z0, z1, zs, walk) -> str:
         "the first and last decoded images are identical: decode each z_lambda with DDIM",
     )
     norms = z.norm(dim=1)
-    mid = float(((a + b) / 2).norm())
     return (
-        f"{len(z)} points on the great circle from z0 to z1, with norms from "
-        f"{float(norms.min()):.1f} to {float(norms.max()):.1f} (a linear midpoint would "
-        f"have norm {mid:.1f}), and {len(images)} decoded images"
+        f"{len(z)} points on the arc from z0 to z1 (norms {float(norms.min()):.1f} to "
+        f"{float(norms.max()):.1f}), and {len(images)} decoded images"
     )
 
 
