@@ -287,7 +287,7 @@ def scrubber_pages():
 
 
 SCRUBBER_PAGES = scrubber_pages() if HTML.exists() else []
-MIN_SCRUBBER_PAGES = 6  # the lecture's processes and sweeps (issue 20): see lib/scrubber.py
+MIN_SCRUBBER_PAGES = 10  # the lecture's processes and sweeps (issue 20): see lib/scrubber.py
 
 
 def test_the_book_has_its_scrubbable_figures():
