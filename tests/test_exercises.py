@@ -9,13 +9,7 @@ import pytest
 import torch
 
 from lib import data, density, exercises
-
-
-def verdict(label, capsys, **answer):
-    v = exercises.check(label, **answer)
-    printed = capsys.readouterr().out
-    assert printed.strip() == str(v), "check() prints exactly its verdict"
-    return v
+from exercise_testing import verdict
 
 
 # --- the machinery --------------------------------------------------------------------
@@ -176,14 +170,24 @@ def _notebook_exercises():
         inside, calls = None, {}
         for c in nb.cells:
             if c.cell_type == "markdown":
-                for kind, label in re.findall(r":::\{solution-(start|end)\}\s*(\S*)", c.source):
+                for kind, label in re.findall(
+                    r":::\{solution-(start|end)\}\s*(\S*)", c.source
+                ):
                     inside = label if kind == "start" else None
             for label in re.findall(r"exercises\.check\(\s*\"([^\"]+)\"", c.source):
-                assert c.cell_type == "code" and inside is None, f"{label}: check outside the solution"
+                assert c.cell_type == "code" and inside is None, (
+                    f"{label}: check outside the solution"
+                )
                 calls[label] = calls.get(label, 0) + 1
         md = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
         for label, _ in nbtool.exercises(nb):
-            box = re.search(r":label: " + re.escape(label) + r"\n.*?\n:::\n(.*?):::\{solution-start\}", md, re.S)
+            box = re.search(
+                r":label: "
+                + re.escape(label)
+                + r"\n.*?\n:::\n(.*?):::\{solution-start\}",
+                md,
+                re.S,
+            )
             rubric = bool(box and ":::{admonition} Check yourself" in box.group(1))
             out.append((path.name, label, calls.get(label, 0), rubric))
     return out
@@ -192,7 +196,9 @@ def _notebook_exercises():
 def test_every_exercise_has_a_check_or_a_rubric():
     found = _notebook_exercises()
     assert len(found) >= 55
-    silent = [(nb, label) for nb, label, calls, rubric in found if not calls and not rubric]
+    silent = [
+        (nb, label) for nb, label, calls, rubric in found if not calls and not rubric
+    ]
     assert not silent, f"exercises with neither a check nor a rubric: {silent}"
     twice = [(nb, label) for nb, label, calls, _ in found if calls > 1]
     assert not twice, f"exercises checked more than once: {twice}"
@@ -202,4 +208,5 @@ def test_every_checker_is_called_by_its_exercise():
     called = {label for _, label, calls, _ in _notebook_exercises() if calls}
     assert set(exercises.labels()) == called, (
         f"checkers without a check cell: {sorted(set(exercises.labels()) - called)}; "
-        f"check cells without a checker: {sorted(called - set(exercises.labels()))}")
+        f"check cells without a checker: {sorted(called - set(exercises.labels()))}"
+    )

@@ -11,22 +11,7 @@ import torch
 from torch import nn
 
 from lib import data, diffusion, exercises, gan, metrics, nets, train
-
-
-def verdict(label, capsys, **answer):
-    v = exercises.check(label, **answer)
-    printed = capsys.readouterr().out
-    assert printed.strip() == str(v), "check() prints exactly its verdict"
-    return v
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The networks here are tiny: one thread is faster than several that wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from exercise_testing import verdict
 
 
 def not_yet(label, capsys, **answer):

@@ -12,29 +12,13 @@ import pytest
 import torch
 
 from lib import data, exercises, metrics, vae, vq
-
-
-def verdict(label, capsys, **answer):
-    v = exercises.check(label, **answer)
-    printed = capsys.readouterr().out
-    assert printed.strip() == str(v), "check() prints exactly its verdict"
-    return v
+from exercise_testing import verdict
 
 
 def fails(label, capsys, **answer):
     v = verdict(label, capsys, **answer)
     assert not v and "not yet" in str(v) and len(v.message) > 30, str(v)
     return v
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """These checks are a few small forward passes; on a busy 2-core machine torch's
-    second thread only waits for the first one (10-50x slower), so use one."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -6,23 +6,7 @@ import pytest
 import torch
 
 from lib import exercises, metrics, nets, translation
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These checks run tiny networks: one thread is fastest, and on a busy machine two
-    threads can make each call wait for the other one."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def verdict(label, capsys, **answer):
-    v = exercises.check(label, **answer)
-    printed = capsys.readouterr().out
-    assert printed.strip() == str(v), "check() prints exactly its verdict"
-    return v
+from exercise_testing import verdict
 
 
 def fails(label, capsys, **answer):

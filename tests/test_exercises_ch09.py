@@ -12,27 +12,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from lib import clip, diffusion, exercises, scenes, text2image
-
-
-def verdict(label, capsys, **answer):
-    v = exercises.check(label, **answer)
-    assert capsys.readouterr().out.strip() == str(v)
-    return v
+from exercise_testing import verdict
 
 
 def not_yet(label, capsys, **answer):
     v = verdict(label, capsys, **answer)
     assert not v and "not yet" in str(v) and len(v.message) > 40, str(v)
     return v
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny nets: one thread is fastest, and immune to a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 class RuleJudge(nn.Module):

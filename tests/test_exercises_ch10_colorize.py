@@ -10,21 +10,7 @@ import pytest
 import torch
 
 from lib import data, degrade, exercises, metrics, restoration
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny nets: one thread is fastest, and immune to a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def verdict(label, capsys, **answer):
-    v = exercises.check(label, **answer)
-    assert capsys.readouterr().out.strip() == str(v)
-    return v
+from exercise_testing import verdict
 
 
 def not_yet(label, capsys, **answer):

@@ -6,23 +6,7 @@ import pytest
 import torch
 
 from lib import data, degrade, exercises, metrics, restoration
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tensors here are tiny: on a busy machine, torch's thread pool costs more than it
-    saves."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def verdict(label, capsys, **answer):
-    v = exercises.check(label, **answer)
-    printed = capsys.readouterr().out
-    assert printed.strip() == str(v), "check() prints exactly its verdict"
-    return v
+from exercise_testing import verdict
 
 
 def assert_not_yet(v):
