@@ -353,22 +353,39 @@ def ddim_sample(model: Callable, sched: Schedule, shape=None, steps: int = 50, e
 
 # --- guidance (chapters 9, 10) ------------------------------------------------------------
 
-def cfg_eps(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, w: float) -> torch.Tensor:
+def guidance_scales(w, n: int):
+    """A guidance scale ``w``: one finite number ``>= 0`` (returned as a float) or one per
+    sample, a sequence/1-D tensor of length ``n`` (returned as a float tensor)."""
+    if isinstance(w, (list, tuple, torch.Tensor)):
+        t = torch.as_tensor(w, dtype=torch.float32).detach()
+        if t.ndim != 1 or len(t) != n:
+            raise ValueError(f"per-sample guidance scales must be a 1-D sequence of {n} numbers "
+                             f"(one per sample), got shape {tuple(t.shape)}")
+        if not torch.isfinite(t).all() or (t < 0).any():
+            raise ValueError(f"guidance scales must be finite numbers >= 0, got {t.tolist()}")
+        return t
+    return checks.nonnegative(w, "guidance scale w")
+
+
+def cfg_eps(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, w) -> torch.Tensor:
     """Classifier-free guidance (Ho & Salimans 2022): ``eps_uncond + w (eps_cond - eps_uncond)``.
 
     ``w = 0`` is the unconditional model, ``w = 1`` the conditional one, ``w > 1`` extrapolates
     away from the unconditional prediction (sharper, less diverse samples). Shapes must match;
-    ``w`` must be a finite number ``>= 0``.
+    ``w`` must be a finite number ``>= 0``, or one such number per sample (a sweep over the
+    scale in one batch, :func:`guidance_scales`).
     """
     checks.tensor(eps_cond, "eps_cond"); checks.tensor(eps_uncond, "eps_uncond")
     if eps_cond.shape != eps_uncond.shape:
         raise ValueError(f"eps_cond and eps_uncond must have the same shape, got "
                          f"{tuple(eps_cond.shape)} and {tuple(eps_uncond.shape)}")
-    checks.nonnegative(w, "guidance scale w")
+    w = guidance_scales(w, len(eps_cond))
+    if isinstance(w, torch.Tensor):
+        w = w.to(eps_cond).view(-1, *[1] * (eps_cond.ndim - 1))
     return eps_uncond + w * (eps_cond - eps_uncond)
 
 
-def guided(model: Callable, y, w: float, null=None) -> Callable:
+def guided(model: Callable, y, w, null=None) -> Callable:
     """Wrap a conditional denoiser ``model(x, t, y)`` into ``model(x, t)`` that returns the
     classifier-free guided noise :func:`cfg_eps`. ``null`` is what the model was trained to read
     as "no condition" (``None`` passes ``y=None``, which :class:`lib.nets.UNet` understands).
@@ -376,5 +393,6 @@ def guided(model: Callable, y, w: float, null=None) -> Callable:
     """
     def eps(x, t):
         return cfg_eps(model(x, t, y), model(x, t, null), w)
-    checks.nonnegative(w, "guidance scale w")  # now, not at sampling time
+    if not isinstance(w, (list, tuple, torch.Tensor)):
+        checks.nonnegative(w, "guidance scale w")  # now, not at sampling time
     return eps

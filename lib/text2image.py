@@ -204,29 +204,39 @@ def text_diffusion_loss(model: TextUNet, sched, z0: torch.Tensor, tokens: torch.
 
 
 @torch.no_grad()
-def generate(model: TextUNet, autoencoder: LatentAutoencoder, sched, captions, w: float = 3.0, steps: int = 25,
-             eta: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+def generate(model: TextUNet, autoencoder: LatentAutoencoder, sched, captions, w=3.0, steps: int = 25,
+             eta: float = 0.0, generator: torch.Generator | None = None,
+             x_T: torch.Tensor | None = None) -> torch.Tensor:
     """Text-to-image: images ``(N, 3, 32, 32)`` in ``[-1, 1]`` for ``N`` captions.
 
     DDIM (:func:`lib.diffusion.ddim_sample`, ``steps`` steps, ``eta = 0`` deterministic,
     ``eta = 1`` ancestral; the predicted clean latent clipped to ``[-1, 1]``) in the latent
     space with classifier-free guidance ``eps = eps(no caption) + w (eps(caption) - eps(no
     caption))`` (:func:`lib.diffusion.guided`; ``w = 0``: unconditional, ``w = 1``:
-    conditional, one network call each; ``w`` a finite number ``>= 0``), then the decoder.
+    conditional, one network call each; ``w`` a finite number ``>= 0``, or one per caption
+    to sweep the scale in one batch), then the decoder. ``x_T``: the starting latent noise
+    ``(N, C, 8, 8)`` (default: drawn with ``generator``).
     """
     if isinstance(captions, str) or len(captions) == 0:
         raise ValueError("captions must be a non-empty list of captions")
-    checks.nonnegative(w, "guidance scale w")
+    w = diffusion.guidance_scales(w, len(captions))
     dev = next(model.parameters()).device
     tokens = scenes.tokenize(list(captions)).to(dev)
-    if w == 0:                                    # the two special cases need one network call
+    shape = (len(tokens), model.channels, 8, 8)
+    if x_T is not None:
+        checks.tensor(x_T, "x_T")
+        if tuple(x_T.shape) != shape:
+            raise ValueError(f"x_T must be latent noise of shape {shape} (one per caption), "
+                             f"got {tuple(x_T.shape)}")
+        x_T = x_T.to(dev)
+    if isinstance(w, float) and w == 0:           # the two special cases need one network call
         eps = lambda z, t: model(z, t, None)
-    elif w == 1:
+    elif isinstance(w, float) and w == 1:
         eps = lambda z, t: model(z, t, tokens)
     else:
-        eps = diffusion.guided(model, tokens, float(w), null=None)
-    z = diffusion.ddim_sample(eps, sched, (len(tokens), model.channels, 8, 8), steps=steps, eta=eta,
-                              clip_x0=True, generator=generator, device=dev)
+        eps = diffusion.guided(model, tokens, w, null=None)
+    z = diffusion.ddim_sample(eps, sched, shape, steps=steps, eta=eta, clip_x0=True,
+                              generator=generator, device=dev, x_T=x_T)
     return autoencoder.decode(z.clamp(-1, 1))
 
 

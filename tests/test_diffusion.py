@@ -372,3 +372,18 @@ def test_bad_inputs_raise_clear_errors():
         diffusion.ddim_sample(lambda a, b: a[:, :1], sched, (2, 2), steps=2)
     with pytest.raises(TypeError):
         diffusion.q_sample(sched, [[0.0, 1.0]], 3)
+
+
+def test_per_sample_guidance_scales_are_each_rows_own_scale():
+    g = torch.Generator().manual_seed(1)
+    ec, eu = torch.randn(3, 2, 4, 4, generator=g), torch.randn(3, 2, 4, 4, generator=g)
+    got = diffusion.cfg_eps(ec, eu, [0.0, 1.0, 4.0])
+    for i, w in enumerate((0.0, 1.0, 4.0)):
+        assert torch.allclose(got[i], diffusion.cfg_eps(ec[i:i + 1], eu[i:i + 1], w)[0])
+    assert torch.allclose(diffusion.cfg_eps(ec, eu, torch.tensor([2.0, 2.0, 2.0])), diffusion.cfg_eps(ec, eu, 2.0))
+    with pytest.raises(ValueError, match="one per sample"):
+        diffusion.cfg_eps(ec, eu, [1.0, 2.0])
+    with pytest.raises(ValueError, match="finite numbers >= 0"):
+        diffusion.cfg_eps(ec, eu, [1.0, -2.0, 0.0])
+    with pytest.raises(ValueError, match="finite numbers >= 0"):
+        diffusion.cfg_eps(ec, eu, [1.0, math.nan, 0.0])

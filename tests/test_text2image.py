@@ -158,3 +158,23 @@ def test_scene_vae_shapes_and_loss():
         vae.encode(torch.zeros(2, 3, 16, 16))
     with pytest.raises(ValueError, match="shape"):
         vae.decode(torch.zeros(2, 9))
+
+
+def test_generate_sweeps_the_guidance_scale_in_one_batch_from_a_given_noise():
+    model = small_model(channels=3)
+    ae = text2image.LatentAutoencoder(channels=3, width=8).eval()
+    sched = diffusion.cosine_schedule(20)
+    cap = "a small red square at the top"
+    zT = torch.randn((1, 3, 8, 8), generator=torch.Generator().manual_seed(5))
+    sweep = text2image.generate(model, ae, sched, [cap] * 3, w=[0.0, 1.0, 3.0], steps=4,
+                                x_T=zT.repeat(3, 1, 1, 1))
+    for i, w in enumerate((0.0, 1.0, 3.0)):   # each row: that scale alone, from the same noise
+        one = text2image.generate(model, ae, sched, [cap], w=w, steps=4, x_T=zT)
+        assert torch.allclose(sweep[i], one[0], atol=1e-5), w
+    seeded = text2image.generate(model, ae, sched, [cap], w=3.0, steps=4,
+                                 generator=torch.Generator().manual_seed(5))
+    assert torch.allclose(seeded, sweep[2:], atol=1e-5)    # x_T is the noise the generator draws
+    with pytest.raises(ValueError, match=r"x_T must be latent noise of shape \(2, 3, 8, 8\)"):
+        text2image.generate(model, ae, sched, [cap] * 2, steps=4, x_T=zT)
+    with pytest.raises(ValueError, match="one per sample"):
+        text2image.generate(model, ae, sched, [cap] * 2, w=[1.0], steps=4)
