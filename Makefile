@@ -7,6 +7,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 MATHJAX := _extra/mathjax/tex-mml-chtml.js
+# Notebooks executed at once, and torch threads each (tools/execute.py; measured fastest on 2 cores).
+JOBS    ?= 2
+THREADS ?= 1
+EXECUTE  = $(BIN)/python tools/execute.py --jobs $(JOBS) --threads $(THREADS)
 
 .PHONY: venv book test bench student check-html browser clean help
 
@@ -14,7 +18,8 @@ help:
 	@echo "make book   - install (into .venv), execute every notebook (full profile), build _build/html"
 	@echo "make test   - install, run unit/hygiene tests and every notebook under nbmake (smoke profile)"
 	@echo "make bench  - execute every notebook from scratch (full profile), print the results table,"
-	@echo "              write _build/results.json and bench/results-<cpu|cuda>.json (the book's appendix)"
+	@echo "              write _build/results.json and bench/results-<cpu|cuda>.json (run-time notes)"
+	@echo "              (make bench ARGS='--only 05,06'; JOBS=1 THREADS=2 for other settings)"
 	@echo "make student    - copies of every notebook without solutions, in student/"
 	@echo "make check-html - build the book (smoke profile) and open every page in headless Chromium"
 
@@ -32,9 +37,12 @@ $(MATHJAX):
 	rm -rf _extra/mathjax && cp -r .cache/npm/node_modules/mathjax/es5 _extra/mathjax
 
 # The book: every notebook executed in the full profile; warnings are errors.
+# The notebooks run first, several at once, into the cache the build reads (tools/execute.py);
+# the appendix is generated from that same execution; then the book is rendered.
 book: venv $(MATHJAX)
 	$(BIN)/python tools/nbtool.py sync-repository
-	$(BIN)/python tools/results_page.py
+	$(EXECUTE) --profile full --cache _build/.jupyter_cache
+	$(BIN)/python tools/results_page.py --profile full
 	WORKBOOK_STATIC=1 $(BIN)/jupyter-book build . -W -n --keep-going
 
 # The test suite: lib unit/property tests, hygiene checks, every notebook in the smoke profile.
@@ -43,8 +51,8 @@ test: venv
 	WORKBOOK_PROFILE=smoke $(BIN)/python -m pytest -q tests --nbmake chapters --nbmake-timeout=600
 
 bench: venv
-	$(BIN)/python tools/bench.py
-	$(BIN)/python tools/results_page.py
+	$(BIN)/python tools/bench.py --jobs $(JOBS) --threads $(THREADS) $(ARGS)
+	$(BIN)/python tools/results_page.py --profile full
 
 student: venv
 	$(BIN)/python tools/nbtool.py sync-repository
@@ -57,9 +65,10 @@ browser:
 # The built book in a real browser, network blocked: the book is built in the smoke profile
 # into _build/smoke (fast; the page structure is the same as the full build).
 check-html: venv $(MATHJAX) browser
-	$(BIN)/python tools/results_page.py
-	rm -rf _build/smoke && mkdir -p _build/smoke
-	$(BIN)/python -c "import os, yaml; c = yaml.safe_load(open('_config.yml')); c['execute'].update(execute_notebooks='force'); c['execute'].pop('cache'); c['sphinx']['local_extensions'] = {k: os.path.abspath(v) for k, v in c['sphinx']['local_extensions'].items()}; yaml.safe_dump(c, open('_build/smoke/_config.yml', 'w'))"
+	rm -rf _build/smoke _build/records/smoke && mkdir -p _build/smoke
+	$(BIN)/python -c "import os, yaml; c = yaml.safe_load(open('_config.yml')); c['execute'].update(cache=os.path.abspath('_build/smoke/.jupyter_cache')); c['sphinx']['local_extensions'] = {k: os.path.abspath(v) for k, v in c['sphinx']['local_extensions'].items()}; yaml.safe_dump(c, open('_build/smoke/_config.yml', 'w'))"
+	$(EXECUTE) --profile smoke --cache _build/smoke/.jupyter_cache
+	$(BIN)/python tools/results_page.py --profile smoke
 	WORKBOOK_PROFILE=smoke WORKBOOK_STATIC=1 $(BIN)/jupyter-book build . -W -n --keep-going --config _build/smoke/_config.yml --path-output _build/smoke
 	$(BIN)/python -m pytest -q tests_html
 

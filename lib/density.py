@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
+import torch.nn as nn
 
 from . import checks, data
 
@@ -100,8 +102,6 @@ class ClassGaussians:
 # ways of representing a data generator: *indirect* -- a network that scores points,
 # E: X -> R, sampled with Langevin dynamics -- and *direct* -- a network G: Z -> X.
 
-import numpy as np  # noqa: E402  (kept with the chapter-3 code they serve)
-import torch.nn as nn  # noqa: E402
 
 
 def _points2(x: torch.Tensor, name: str = "x") -> torch.Tensor:
@@ -207,11 +207,14 @@ class GaussianMixture:
         D = x.shape[1]
         return torch.log(self.weights.clamp_min(1e-300)) - 0.5 * (D * math.log(2 * math.pi) + logdet + maha)
 
-    def fit(self, x: torch.Tensor, iters: int = 100, seed: int = 0, tol: float = 0.0) -> "GaussianMixture":
+    def fit(self, x: torch.Tensor, iters: int = 100, seed: int = 0, tol: float = 0.0,
+            snapshots: bool = False) -> "GaussianMixture":
         """Run EM on ``x (N, D)`` for ``iters`` iterations (stop early once the gain < ``tol``).
 
         Initialisation: ``k`` distinct data points as means (k-means++ style spread,
         seeded), the data covariance for every component, equal weights.
+        ``snapshots=True`` keeps ``self.snapshots``: ``(weights, means, covs)`` at the start
+        and after every iteration (``snapshots[i]`` is the mixture after ``i`` iterations).
         """
         x = _points2(x).double()
         checks.positive_int(iters, "iters")
@@ -229,6 +232,10 @@ class GaussianMixture:
         self.covs = cov0.expand(self.k, D, D).clone()
         self.weights = torch.full((self.k,), 1.0 / self.k, dtype=torch.float64)
         self.history = []
+        self.snapshots = []
+        keep = (lambda: self.snapshots.append((self.weights.clone(), self.means.clone(), self.covs.clone()))
+                if snapshots else lambda: None)
+        keep()
         for _ in range(iters):
             logp = self._component_logpdf(x)                        # (N, k)   E-step
             total = torch.logsumexp(logp, 1, keepdim=True)          # (N, 1)
@@ -243,6 +250,7 @@ class GaussianMixture:
             covs = 0.5 * (covs + covs.transpose(1, 2)) + self.reg * eye
             self.covs = torch.where(alive[:, None, None], covs, self.covs)
             self.history.append(float(self.log_prob(x).mean()))
+            keep()
             if tol > 0 and len(self.history) > 1 and self.history[-1] - self.history[-2] < tol:
                 break
         return self
@@ -258,6 +266,21 @@ class GaussianMixture:
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """``log p(x)`` in nats, shape ``(N,)``, for points ``x (N, D)``."""
         return torch.logsumexp(self._component_logpdf(self._check_fitted(x)), 1)
+
+    def ellipses(self, n_sigma: float = 2.0, points: int = 100, covs: torch.Tensor | None = None,
+                 means: torch.Tensor | None = None) -> np.ndarray:
+        """The ``n_sigma`` contour of each 2-D component, ``(k, 2, points)`` (x and y rows), for
+        plotting; ``means``/``covs`` default to the fitted ones (pass a snapshot's to draw it)."""
+        means = self.means if means is None else means
+        covs = self.covs if covs is None else covs
+        if means is None:
+            raise ValueError("call fit() first")
+        if means.shape[1] != 2:
+            raise ValueError(f"ellipses are drawn for 2-D mixtures, this one is {means.shape[1]}-D")
+        th = torch.linspace(0, 2 * math.pi, points, dtype=torch.float64)
+        circle = torch.stack([th.cos(), th.sin()])                          # (2, P)
+        L = torch.linalg.cholesky(covs.double())                            # (k, 2, 2)
+        return (means.double()[:, :, None] + n_sigma * L @ circle).numpy()
 
     def responsibilities(self, x: torch.Tensor) -> torch.Tensor:
         """Posterior ``p(component j | x_i)``, shape ``(N, k)``, rows sum to 1."""

@@ -29,28 +29,45 @@ from . import runtime
 MISSING = "—"
 
 
+KINDS = ("claim", "reference")
+
+
 def record(name: str, value: float, unit: str = "", *, baseline: float | None = None,
-           baseline_name: str | None = None, higher_is_better: bool | None = None) -> None:
+           baseline_name: str | None = None, higher_is_better: bool | None = None,
+           kind: str = "claim") -> None:
     """Record one figure (one JSON line in ``WORKBOOK_RESULTS_FILE`` if that is set).
 
     ``name``: what was measured ("test accuracy"); ``unit``: "%", "bits/dim", ...
     ``baseline``/``baseline_name``: the number a learned method is compared with.
+    ``kind``: ``"claim"`` (the default: the method is meant to beat its baseline, and
+    ``make bench`` fails when it does not) or ``"reference"`` (a row that is a lesson or a
+    yardstick, not a win: a memoriser, an over-fitted K, a known limitation, a paper's number).
     The figure is echoed as one line of text, except in the static book build
-    (``runtime.static()``), where the page's own table or prose shows the number.
+    (``runtime.static()``), where the page's own table or prose shows the number and
+    the figure goes into the page as an invisible ``span.workbook-figure`` (its JSON in
+    ``data-figure``), which the browser test compares with the results appendix.
     """
     if not isinstance(name, str) or not name:
         raise ValueError("name must be a non-empty string")
     value = float(value)
     if not math.isfinite(value):
         raise ValueError(f"{name}: value must be finite, got {value}")
+    if kind not in KINDS:
+        raise ValueError(f"{name}: kind must be one of {KINDS}, got {kind!r}")
     rec = {"name": name, "value": value, "unit": unit, "device": str(runtime.device()),
-           "profile": runtime.profile()}
+           "profile": runtime.profile(), "kind": kind}
     if baseline is not None:
         rec["baseline"] = float(baseline)
         rec["baseline_name"] = baseline_name or "baseline"
     if higher_is_better is not None:
         rec["higher_is_better"] = bool(higher_is_better)
-    if not runtime.static():
+    if runtime.static():
+        if get_ipython() is not None:
+            # Invisible in the page; lets the book's test compare the appendix with the page.
+            data = html.escape(json.dumps({k: rec[k] for k in ("name", "value", "unit")}))
+            display({"text/html": f'<span class="workbook-figure" hidden data-figure="{data}"></span>'},
+                    raw=True)
+    else:
         text = f"{name}: {value:.4g} {unit}".rstrip()
         if baseline is not None:
             text += f"   ({rec['baseline_name']}: {float(baseline):.4g} {unit})".rstrip()
@@ -206,7 +223,8 @@ class Table:
 def table(rows: Mapping[str, Mapping[str, Any] | Sequence[Any]], columns: Sequence[str], *, title: str,
           record: Mapping[str, Sequence[str]] | None = None, units: Mapping[str, str] | None = None,
           higher_is_better: bool | Mapping[str, bool] | None = None, winner: str | None = None,
-          formats: str | Mapping[str, str] = ".4g", label: str = "method") -> None:
+          formats: str | Mapping[str, str] = ".4g", label: str = "method",
+          references: Sequence[str] = ()) -> None:
     """Display a comparison as one table and record the figures taken from its cells.
 
     ``rows``: row label -> ``{column: value}`` (or a tuple in the order of ``columns``);
@@ -218,7 +236,8 @@ def table(rows: Mapping[str, Mapping[str, Any] | Sequence[Any]], columns: Sequen
     ``record``: figure name -> ``(row, column)``, ``(row, column, baseline_row)`` or
     ``(row, column, baseline_row, baseline_name)``; each is passed to :func:`record`
     with the column's unit and direction, its values read from the table's cells
-    (``baseline_name`` defaults to the baseline row's label).
+    (``baseline_name`` defaults to the baseline row's label). ``references``: names among
+    ``record``'s that are recorded as references (``kind="reference"``), not claims.
     Returns nothing (a cell ending in ``table(...)`` shows the table once); build a
     :class:`Table` to inspect the cells.
 
@@ -229,6 +248,9 @@ def table(rows: Mapping[str, Mapping[str, Any] | Sequence[Any]], columns: Sequen
     t = Table(rows, columns, title=title, units=units, higher_is_better=higher_is_better, winner=winner,
               formats=formats, label=label)
     picks = []
+    unknown = set(references) - set(record or {})
+    if isinstance(references, str) or unknown:
+        raise ValueError(f"references must name figures of record=, got {sorted(unknown) or references!r}")
     for name, spec in (record or {}).items():
         if isinstance(spec, str) or not 2 <= len(spec) <= 4:
             raise ValueError(f"record[{name!r}] must be (row, column[, baseline_row[, baseline_name]]), got {spec!r}")
@@ -240,7 +262,8 @@ def table(rows: Mapping[str, Mapping[str, Any] | Sequence[Any]], columns: Sequen
     for name, value, column, baseline, base_name in picks:
         _record(name, value, t.units.get(column, ""), baseline=baseline,
                             baseline_name=base_name if baseline is not None else None,
-                            higher_is_better=t.direction[column])
+                            higher_is_better=t.direction[column],
+                            kind="reference" if name in references else "claim")
 
 
 def _display(obj) -> None:

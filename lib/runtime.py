@@ -14,6 +14,9 @@ the notebook that trains it, with :func:`choose`.
 ``WORKBOOK_STATIC=1`` (set by ``make book``) means "no live kernel will be
 attached to these outputs": widgets are not displayed, only their static
 figures, and progress bars print one summary line instead of a bar.
+
+``WORKBOOK_THREADS=N`` (set by ``tools/execute.py``, which runs several notebooks
+at once) gives each notebook's torch N CPU threads; unset, torch's default.
 """
 from __future__ import annotations
 
@@ -106,8 +109,20 @@ def cache_dir() -> Path:
     return path
 
 
+def threads() -> int | None:
+    """The CPU thread count asked for by ``WORKBOOK_THREADS`` (None: torch's default)."""
+    value = os.environ.get("WORKBOOK_THREADS", "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"WORKBOOK_THREADS must be a whole number >= 1, got {value!r}")
+    return int(value)
+
+
 def setup(seed: int = 0) -> torch.device:
     """What every notebook's setup cell calls: seed, pick the device, print both and the profile."""
+    if threads() is not None:
+        torch.set_num_threads(threads())
     seed_everything(seed)
     dev = device()
     extra = f" ({torch.cuda.get_device_name(0)})" if dev.type == "cuda" else ""

@@ -233,3 +233,30 @@ def test_sample_labels_refuses_bad_labels():
         data.sample_labels(torch.tensor([-1, 1]), 3)
     with pytest.raises(ValueError):
         data.sample_labels(torch.tensor([0, 1]), 0)
+
+
+def test_em_snapshots_replay_the_fit_and_ellipses_are_each_components_contour():
+    x = data.toy2d("ring8", 200, seed=0, sigma=0.1)
+    gm = density.GaussianMixture(8).fit(x, iters=12, seed=3, snapshots=True)
+    assert len(gm.snapshots) == len(gm.history) + 1 == 13     # the start, then every iteration
+    w, m, c = gm.snapshots[-1]
+    assert torch.equal(w, gm.weights) and torch.equal(m, gm.means) and torch.equal(c, gm.covs)
+    assert not torch.equal(gm.snapshots[0][1], gm.means)      # the start is not the end
+    # replaying a snapshot's mixture gives the log-likelihood EM recorded after that iteration
+    for i in (1, 5, 12):
+        replay = density.GaussianMixture(8)
+        replay.weights, replay.means, replay.covs = gm.snapshots[i]
+        assert float(replay.log_prob(x).mean()) == pytest.approx(gm.history[i - 1], abs=1e-9)
+    assert density.GaussianMixture(8).fit(x, iters=3).snapshots == []   # off by default
+    e = gm.ellipses(n_sigma=2.0, points=50)
+    assert e.shape == (8, 2, 50)
+    for j in range(8):   # every point lies at Mahalanobis distance 2 from its component's mean
+        d = torch.from_numpy(e[j]).T - gm.means[j]
+        maha = torch.einsum("pi,ij,pj->p", d, torch.linalg.inv(gm.covs[j]), d).sqrt()
+        assert torch.allclose(maha, torch.full_like(maha, 2.0), atol=1e-9)
+    w0, m0, c0 = gm.snapshots[0]
+    assert gm.ellipses(means=m0, covs=c0).shape == (8, 2, 100)
+    with pytest.raises(ValueError, match="call fit"):
+        density.GaussianMixture(2).ellipses()
+    with pytest.raises(ValueError, match="2-D mixtures"):
+        density.GaussianMixture(2).fit(torch.randn(50, 3), iters=2).ellipses()

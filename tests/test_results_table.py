@@ -1,5 +1,7 @@
 """lib.results.table: one rendered comparison table whose recorded figures are its cells."""
+import html
 import json
+import re
 import math
 
 import pytest
@@ -95,3 +97,33 @@ def test_record_echoes_only_outside_the_static_book(monkeypatch, capsys):
     monkeypatch.setenv("WORKBOOK_STATIC", "0")
     results.record("accuracy", 97.5, "%")
     assert "accuracy: 97.5 %" in capsys.readouterr().out
+
+
+def test_a_figure_is_a_claim_unless_it_is_recorded_as_a_reference(tmp_path, monkeypatch, capsys):
+    f = tmp_path / "r.jsonl"
+    monkeypatch.setenv("WORKBOOK_RESULTS_FILE", str(f))
+    monkeypatch.delenv("WORKBOOK_STATIC", raising=False)
+    results.table(ROWS, ["PSNR", "SSIM"], title="x4 SR", units={"PSNR": "dB"}, higher_is_better=True,
+                  record={"SR PSNR, SRResNet": ("SRResNet", "PSNR", "bicubic"),
+                          "SR PSNR, bicubic vs SRResNet": ("bicubic", "PSNR", "SRResNet")},
+                  references=["SR PSNR, bicubic vs SRResNet"])
+    results.record("memoriser distance", 0.0, kind="reference")
+    kinds = {r["name"]: r["kind"] for r in map(json.loads, f.read_text().splitlines())}
+    assert kinds == {"SR PSNR, SRResNet": "claim", "SR PSNR, bicubic vs SRResNet": "reference",
+                     "memoriser distance": "reference"}
+    with pytest.raises(ValueError, match="kind must be one of"):
+        results.record("x", 1.0, kind="lesson")
+    with pytest.raises(ValueError, match="references must name figures of record="):
+        results.table(ROWS, ["PSNR", "SSIM"], title="t", record={"a": ("SRResNet", "PSNR")}, references=["b"])
+
+
+def test_record_leaves_an_invisible_copy_in_the_static_page(monkeypatch):
+    shown = []
+    monkeypatch.setenv("WORKBOOK_STATIC", "1")
+    monkeypatch.delenv("WORKBOOK_RESULTS_FILE", raising=False)
+    monkeypatch.setattr(results, "get_ipython", lambda: object())   # as inside a kernel
+    monkeypatch.setattr(results, "display", lambda obj, raw=False: shown.append(obj))
+    results.record('PSNR "x" <y>', 25.5, "dB")
+    (html_text,) = [o["text/html"] for o in shown]
+    m = re.fullmatch(r'<span class="workbook-figure" hidden data-figure="([^"]*)"></span>', html_text)
+    assert json.loads(html.unescape(m.group(1))) == {"name": 'PSNR "x" <y>', "value": 25.5, "unit": "dB"}

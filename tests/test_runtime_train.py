@@ -326,3 +326,20 @@ def test_train_loop_summary_in_the_book_build_fits_the_column(monkeypatch, capsy
     out = capsys.readouterr().out
     assert "3 steps in" in out and "perceptual 2" in out
     assert all(len(line) <= 88 for line in out.splitlines()), out
+
+
+def test_workbook_threads_sets_torchs_thread_count_and_refuses_nonsense(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("WORKBOOK_THREADS", "1")
+        assert runtime.threads() == 1
+        runtime.setup(seed=0)
+        assert torch.get_num_threads() == 1
+        monkeypatch.delenv("WORKBOOK_THREADS")
+        assert runtime.threads() is None
+        for bad in ("0", "two", "-1", "1.5"):
+            monkeypatch.setenv("WORKBOOK_THREADS", bad)
+            with pytest.raises(ValueError, match="WORKBOOK_THREADS must be a whole number"):
+                runtime.threads()
+    finally:
+        torch.set_num_threads(before)

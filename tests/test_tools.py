@@ -8,6 +8,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 import bench  # noqa: E402
+import nbformat  # noqa: E402
 import results_page  # noqa: E402
 
 
@@ -17,31 +18,68 @@ def test_bench_runs_the_toc_notebooks_in_order():
     assert [str(p.relative_to(ROOT)) for p in bench.toc_notebooks()] == listed
 
 
-def test_results_page_tables_and_verdicts(tmp_path, monkeypatch):
-    snap = {"commit": "abc", "date": "today", "machine": "x86_64, 2 CPU cores", "total_seconds": 70, "devices": ["cpu"],
-            "notebooks": [{"notebook": "chapters/01-x/a.ipynb", "seconds": 30.0, "device": "cpu", "error": None, "figures": [
-                {"name": "|mu - m| with $x$", "value": 1.0, "unit": "nats", "baseline": 2.0, "baseline_name": "b|c",
-                 "higher_is_better": True},
-                {"name": "error", "value": 0.1, "unit": "", "baseline": 0.5, "baseline_name": "base", "higher_is_better": False}]},
-                {"notebook": "chapters/02-y/b.ipynb", "seconds": 40.0, "device": "cpu", "error": "RuntimeError: x|y", "figures": []}]}
+def _rows(page):
+    return [l for l in page.splitlines() if l.startswith("| ") and "---" not in l]
+
+
+def test_results_page_is_the_books_own_execution_with_links_and_verdicts(tmp_path, monkeypatch):
+    recs = [{"notebook": "chapters/01-x/a.ipynb", "seconds": 30.0, "device": "cpu", "threads": 1, "error": None,
+             "figures": [
+                 {"name": "|mu - m| with $x$", "value": 1.0, "unit": "nats", "baseline": 2.0, "baseline_name": "b|c",
+                  "higher_is_better": True},
+                 {"name": "error", "value": 0.1, "unit": "", "baseline": 0.5, "baseline_name": "base",
+                  "higher_is_better": False},
+                 {"name": "memoriser", "value": 3.0, "unit": "px"},
+                 {"name": "over-fitted", "value": 5.0, "unit": "", "baseline": 1.0, "baseline_name": "best",
+                  "higher_is_better": False, "kind": "reference"}]},
+            {"notebook": "chapters/02-y/b.ipynb", "seconds": 40.0, "device": "cpu", "threads": 1,
+             "error": "RuntimeError: x|y", "figures": []}]
+    for r in recs:
+        p = tmp_path / "_build" / "records" / "full" / (r["notebook"] + ".json")
+        p.parent.mkdir(parents=True)
+        p.write_text(json.dumps(r))
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# 1. The first chapter\n\ntext")])
+    (tmp_path / "chapters" / "01-x").mkdir(parents=True)
+    nbformat.write(nb, tmp_path / "chapters" / "01-x" / "a.ipynb")
+    monkeypatch.setattr(results_page, "ROOT", tmp_path)
+    page = results_page.render("full", tmp_path)
+    for row in _rows(page):  # escaped pipes do not split cells
+        assert len(re.split(r"(?<!\\)\|", row)) in (6, 7), row
+    assert len(_rows(page)) == 2 + 2 + 4  # two headers, two notebooks, four figures
+    a = "[1. The first chapter](../chapters/01-x/a.ipynb)"   # the page's title, linked to the page
+    assert f"| {a} | \\|mu - m\\| with \\$x\\$ | 1 nats | b\\|c: 2 nats | ***lost*** |" in page
+    assert f"| {a} | error | 0.1  | base: 0.5 | won |" in page
+    assert f"| {a} | memoriser | 3 px | — | — |" in page          # no baseline: no verdict
+    assert "[b](../chapters/02-y/b.ipynb) | 40 | — | error: RuntimeError: x\\|y |" in page
+    assert f"| {a} | over-fitted | 5  | best: 1 | reference |" in page  # a lesson, not a lost claim
+    assert "**1 beat the baseline** and **1 do not**" in page
+    assert "execution of the notebooks" in page and "snapshot" not in page
+    assert (tmp_path / "results-seconds.png").stat().st_size > 1000
+    assert (tmp_path / "results-claims.png").stat().st_size > 1000
+    assert "```{figure} results-claims.png" in page and ":alt: Bar chart" in page
+    assert "smoke" not in page
+    smoke = tmp_path / "_build" / "records" / "smoke" / "chapters" / "01-x" / "a.ipynb.json"
+    smoke.parent.mkdir(parents=True)
+    smoke.write_text(json.dumps(recs[0]))
+    assert "This build ran the **smoke** profile" in results_page.render("smoke")
+
+
+def test_results_page_falls_back_to_the_bench_snapshot_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(results_page, "ROOT", tmp_path)
+    assert "No notebook has been executed yet" in results_page.render()
+    snap = {"commit": "abc", "date": "today", "machine": "x86_64, 2 CPU cores", "total_seconds": 30,
+            "notebooks": [{"notebook": "chapters/01-x/a.ipynb", "seconds": 30.0, "error": None, "figures": [
+                {"name": "acc", "value": 90.0, "unit": "%", "baseline": 80.0, "baseline_name": "mean",
+                 "higher_is_better": True}]}]}
     (tmp_path / "bench").mkdir()
     (tmp_path / "bench" / "results-cpu.json").write_text(json.dumps(snap))
-    monkeypatch.setattr(results_page, "ROOT", tmp_path)
     page = results_page.render()
-    rows = [l for l in page.splitlines() if l.startswith("| ") and "---" not in l]
-    assert len(rows) == 2 + 2 + 2  # two headers, two notebooks, two figures
-    for row in rows:  # escaped pipes do not split cells: both tables have 5 columns
-        assert len(re.split(r"(?<!\\)\|", row)) == 7, row
-    assert "| a | \\|mu - m\\| with \\$x\\$ | 1 nats | b\\|c: 2 nats | **no** |" in page
-    assert "| a | error | 0.1  | base: 0.5 | yes |" in page
-    assert "error: RuntimeError: x\\|y" in page
-    monkeypatch.setattr(results_page, "ROOT", tmp_path / "empty")
-    assert "No benchmark has been recorded yet" in results_page.render()
+    assert "committed `make bench` snapshot, not this build's" in page
+    assert "| [a](../chapters/01-x/a.ipynb) | acc | 90 % | mean: 80 % | won |" in page
 
 
 # --- tools/nbtool.py sync-runtime: the "Expected run time" note and the Colab accelerator -----
 
-import nbformat  # noqa: E402
 import nbtool  # noqa: E402
 import pytest  # noqa: E402
 

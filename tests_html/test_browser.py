@@ -338,3 +338,41 @@ def test_page_weight(page_path):
     total = page.stat().st_size + sum((page.parent / src).stat().st_size for src in images
                                       if (page.parent / src).exists())
     assert total < 5e6, f"{page_path}: {total / 1e6:.1f} MB"
+
+
+FIGURE_SPAN = re.compile(r'<span class="workbook-figure" hidden data-figure="([^"]*)"></span>')
+
+
+def test_the_appendix_shows_the_figures_of_the_execution_on_the_pages(browser, server):
+    """Each page's recorded figures (left in it by lib.results.record) are the appendix's rows
+    for that page, value for value: the appendix comes from the execution on the pages."""
+    import html as html_lib
+    import json
+
+    import results_page
+
+    on_pages = {}
+    for nb in toc_notebooks():
+        page = str(nb.relative_to(ROOT)).removesuffix(".ipynb")
+        text = (HTML / f"{page}.html").read_text(errors="ignore")
+        figures = [json.loads(html_lib.unescape(m)) for m in FIGURE_SPAN.findall(text)]
+        if figures:
+            # as a table cell shows a name: no backticks or braces (results_page.cell)
+            on_pages[page] = [(f["name"].replace("`", "'").replace("{", "(").replace("}", ")"),
+                               f"{results_page.fmt(f['value'])} {f['unit']}".strip()) for f in figures]
+    assert len(on_pages) >= 15, f"only {len(on_pages)} pages carry their recorded figures"
+    ctx, page, errors, blocked = open_page(browser, server, "appendix/results")
+    rows = page.evaluate("""() => [...document.querySelectorAll('table')]
+        .filter(t => t.rows[0].cells.length === 5 && t.rows[0].cells[0].textContent.trim() === 'chapter')
+        .flatMap(t => [...t.tBodies[0].rows].map(r => [
+            r.cells[0].querySelector('a').getAttribute('href'),
+            r.cells[1].textContent.trim(), r.cells[2].textContent.trim()]))""")
+    ctx.close()
+    in_appendix: dict[str, list] = {}
+    for href, name, value in rows:
+        target = re.sub(r"\.html(#.*)?$", "", href.removeprefix("../"))
+        # Sphinx sets straight quotes as typographic ones in the page's prose and tables
+        name = name.replace("\u2019", "'").replace("\u2018", "'").replace("\u201c", '"').replace("\u201d", '"')
+        in_appendix.setdefault(target, []).append((name, value))
+    assert in_appendix == on_pages
+    assert not errors and not blocked

@@ -4,12 +4,14 @@
     python tools/bench.py --profile smoke     # the test profile
     python tools/bench.py --only 05           # notebooks whose path contains "05"
     python tools/bench.py --only 05,06        # ... "05" or "06"
+    python tools/bench.py --jobs 1 --threads 2  # one notebook at a time, two torch threads
 
-Each notebook runs in a fresh kernel (nbclient) in its own folder with
-WORKBOOK_RESULTS_FILE pointing at a temporary file, so whatever the notebook
-passes to ``lib.results.record`` is collected. Prints one table (notebook,
-seconds, device, figures) and writes ``_build/results.json`` (or
-``_build/results-<profile>.json`` for a profile other than full).
+The bench is the book's own execution (``tools/execute.py``: the same kernels,
+the same cache, the same records the appendix is generated from), forced to run
+every chosen notebook again, plus a table and the committed snapshot. Prints one
+table (notebook, seconds, device, figures) and writes ``_build/results.json`` (or
+``_build/results-<profile>.json`` for a profile other than full) and, for the full
+profile, ``bench/results-<cpu|cuda>.json``.
 """
 from __future__ import annotations
 
@@ -17,45 +19,15 @@ import argparse
 import json
 import os
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-import nbformat
-from nbclient import NotebookClient
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import execute  # noqa: E402
+import results_page  # noqa: E402
 from toc import toc_notebooks  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def run(nb_path: Path, profile: str) -> dict:
-    nb = nbformat.read(nb_path, as_version=4)
-    with tempfile.NamedTemporaryFile("w+", suffix=".jsonl", delete=False) as f:
-        results_file = f.name
-    env = {"WORKBOOK_PROFILE": profile, "WORKBOOK_STATIC": "1", "WORKBOOK_RESULTS_FILE": results_file}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    t0 = time.perf_counter()
-    error = None
-    try:
-        NotebookClient(nb, timeout=1800, kernel_name="python3",
-                       resources={"metadata": {"path": str(nb_path.parent)}}).execute()
-    except Exception as e:  # report and go on with the other notebooks
-        error = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    seconds = time.perf_counter() - t0
-    figures = [json.loads(l) for l in Path(results_file).read_text().splitlines() if l.strip()]
-    os.unlink(results_file)
-    device = figures[0]["device"] if figures else "?"
-    return {"notebook": str(nb_path.relative_to(ROOT)), "seconds": round(seconds, 1), "device": device,
-            "profile": profile, "error": error, "figures": figures}
+CACHES = {"full": ROOT / "_build" / ".jupyter_cache", "smoke": ROOT / "_build" / "smoke" / ".jupyter_cache"}
 
 
 def fmt(rec: dict) -> str:
@@ -66,25 +38,28 @@ def fmt(rec: dict) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--profile", default="full", choices=["full", "smoke"])
-    ap.add_argument("--only", default=None)
+    ap = execute.arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep the book's own execution where it is up to date (after `make book`: "
+                         "the snapshot of the very run on the pages) and execute only what is stale")
     args = ap.parse_args()
-    rows = []
-    for nb in toc_notebooks():
-        if args.only and not any(k in str(nb) for k in args.only.split(",")):
-            continue
-        print(f"running {nb.relative_to(ROOT)} ...", flush=True)
-        rows.append(run(nb, args.profile))
-        r = rows[-1]
-        print(f"  {r['seconds']:.1f} s on {r['device']}" + (f"  ERROR {r['error']}" if r["error"] else ""), flush=True)
+    nbs = execute.select(args.only)
+    rows, wall = execute.run(nbs, profile=args.profile, cache_path=CACHES[args.profile], jobs=args.jobs,
+                             threads=args.threads or None, force=not args.reuse, timeout=args.timeout)
+    if args.reuse:  # every chosen notebook's latest record; a failure of this run has none
+        recs = {**execute.load_records(args.profile), **{r["notebook"]: r for r in rows if r["error"]}}
+        rows = [recs[str(nb.relative_to(ROOT))] for nb in nbs if str(nb.relative_to(ROOT)) in recs]
+        wall = None
+    for r in rows:
+        r.pop("nb", None)
+        r.pop("traceback", None)
     print()
     print(f"{'notebook':58s} {'seconds':>8s}  {'device':6s}  figures")
     for r in rows:
         figs = "; ".join(fmt(f) for f in r["figures"]) or ("ERROR " + r["error"] if r["error"] else "-")
         print(f"{r['notebook']:58s} {r['seconds']:8.1f}  {r['device']:6s}  {figs}")
     total = sum(r["seconds"] for r in rows)
-    print(f"{'total':58s} {total:8.1f}")
+    print(f"{'total':58s} {total:8.1f}" + ("" if wall is None else f"   ({wall:.0f} s wall, {args.jobs} at once)"))
     import datetime
     import platform
     import subprocess
@@ -92,7 +67,9 @@ def main() -> int:
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     commit = f"{commit}-dirty" if commit and dirty else commit  # measured with uncommitted changes
     devices = sorted({r["device"] for r in rows if r["device"] != "?"})
-    payload = {"profile": args.profile, "total_seconds": round(total, 1), "commit": commit or "?",
+    payload = {"profile": args.profile, "total_seconds": round(total, 1),
+               "wall_seconds": None if wall is None else round(wall, 1),
+               "jobs": args.jobs, "threads": args.threads or None, "commit": commit or "?",
                "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "devices": devices, "notebooks": rows}
     if any(d.startswith("cuda") for d in devices):
@@ -103,7 +80,8 @@ def main() -> int:
     out.write_text(json.dumps(payload, indent=1))
     print(f"wrote {out.relative_to(ROOT)}")
     if args.profile == "full":
-        # The book's appendix is generated from these snapshots (one per device type). A run
+        # The committed snapshots (one per device type) give the notebooks' run-time notes, the
+        # appendix's GPU column, and the appendix when a build did not execute the notebooks. A run
         # with --only updates its notebooks' rows and keeps the others (each row has its date).
         kind = "cuda" if any(d.startswith("cuda") for d in devices) else "cpu"
         snap = ROOT / "bench" / f"results-{kind}.json"
@@ -121,7 +99,16 @@ def main() -> int:
         # Each notebook's "Expected run time" note and Colab accelerator come from these snapshots.
         import subprocess as sp
         sp.run([sys.executable, str(ROOT / "tools" / "nbtool.py"), "sync-runtime"], check=True)
-    return 1 if any(r["error"] for r in rows) else 0
+    failed = any(r["error"] for r in rows)
+    if args.profile == "full":  # smoke-profile models are tiny: their figures claim nothing
+        lost = [(r["notebook"], f) for r in rows for f in r["figures"] if results_page.verdict(f) == "lost"]
+        if lost:
+            print(f"\n{len(lost)} claim(s) lose to their baseline (record them as kind='reference' only if "
+                  "they are lessons, not claims):")
+            for nb, f in lost:
+                print(f"  {nb}: {fmt(f)}")
+            failed = True
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

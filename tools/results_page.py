@@ -1,16 +1,32 @@
-"""Generate the book's results appendix (appendix/results.md) from the bench snapshots.
+"""Generate the book's results appendix (appendix/results.md and its two charts).
 
-    python tools/results_page.py
+    python tools/results_page.py                  # from the book's own execution (full profile)
+    python tools/results_page.py --profile smoke  # the check-html build
 
-Reads ``bench/results-cpu.json`` (and ``bench/results-cuda.json`` when a GPU run was
-recorded), both written by ``make bench``, and writes one table per chapter: each
-headline figure next to its baseline, and each notebook's time on the CPU (and GPU).
-The page is generated, never edited by hand, so its numbers are the code's numbers.
+The figures come from the execution that produced the book's pages: ``tools/execute.py``
+writes each notebook's recorded figures and time to ``_build/records/<profile>/``, and
+this page is generated from those records after the notebooks ran and before the book
+is rendered. Where no notebook has been executed yet, the committed bench snapshot
+``bench/results-cpu.json`` (``make bench``) stands in, and the page says so. GPU times
+come from ``bench/results-cuda.json`` when a GPU run was recorded. The page is generated,
+never edited by hand, so its numbers are the code's numbers.
 """
 from __future__ import annotations
 
+import argparse
+import datetime
 import json
+import os
+import platform
+import subprocess
+import sys
 from pathlib import Path
+
+import nbformat
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import execute  # noqa: E402
+from toc import toc_notebooks  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "appendix" / "results.md"
@@ -21,58 +37,174 @@ def load(kind: str) -> dict | None:
     return json.loads(p.read_text()) if p.exists() else None
 
 
+def load_execution(profile: str) -> dict | None:
+    """The book's own execution records of ``profile`` in reading order, as a snapshot-like dict."""
+    recs = execute.load_records(profile, ROOT / "_build" / "records")
+    order = [str(p.relative_to(execute.ROOT)) for p in toc_notebooks()]
+    rows = [recs[n] for n in order if n in recs] + [recs[n] for n in recs if n not in order]
+    if not rows:
+        return None
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip() or "?"
+    threads = sorted({r.get("threads") or 0 for r in rows})
+    return {"profile": profile, "source": "execution", "commit": commit,
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+            "threads": ", ".join(str(t) if t else "default" for t in threads),
+            "total_seconds": round(sum(r["seconds"] for r in rows), 1), "notebooks": rows}
+
+
 def cell(text: str) -> str:
     """Make text safe inside a MyST table cell: no column breaks, no math or roles."""
-    return str(text).replace("|", "\\|").replace("$", "\\$").replace("`", "'").replace("{", "(").replace("}", ")")
+    return (str(text).replace("|", "\\|").replace("$", "\\$").replace("`", "'")
+            .replace("{", "(").replace("}", ")"))
 
 
 def fmt(v: float) -> str:
     return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
 
 
-def render() -> str:
-    cpu, cuda = load("cpu"), load("cuda")
-    lines = ["# Appendix: measured results", "",
-             "Every number on this page was produced by `make bench`, which executes each notebook",
-             "from scratch in the full profile and collects the figures the notebook records with",
-             "`lib.results.record`. The page is generated from those measurements",
-             "(`tools/results_page.py`); nothing here is typed by hand.", ""]
-    if cpu is None:
-        lines += ["```{note}", "No benchmark has been recorded yet: run `make bench`, then rebuild the book.", "```", ""]
-        return "\n".join(lines) + "\n"
-    lines += [f"CPU runs on {cpu['machine']}, last updated {cpu['date']} (commit `{cpu['commit']}`); "
-              f"all notebooks together took {cpu['total_seconds'] / 60:.1f} minutes. Each notebook's row "
-              "gives the commit and date it was measured at."]
+def title(notebook: str) -> str:
+    """The notebook's title (its first heading), or its file name."""
+    path = ROOT / notebook
+    if path.exists():
+        for c in nbformat.read(path, as_version=4).cells:
+            if c.cell_type == "markdown":
+                for line in c.source.splitlines():
+                    if line.startswith("# "):
+                        return line[2:].strip()
+    return notebook.split("/")[-1].removesuffix(".ipynb")
+
+
+def link(notebook: str) -> str:
+    """A Markdown link from the appendix to the notebook's page, titled as the page is."""
+    return f"[{cell(title(notebook))}](../{notebook})"
+
+
+def verdict(f: dict) -> str | None:
+    """'won' / 'lost' for a claim with a baseline and a direction, else None (references too)."""
+    if "baseline" not in f or "higher_is_better" not in f or f.get("kind", "claim") != "claim":
+        return None
+    better = f["value"] > f["baseline"] if f["higher_is_better"] else f["value"] < f["baseline"]
+    return "won" if better else "lost"
+
+
+def charts(cpu: dict, gpu_times: dict, out_dir: Path) -> list[str]:
+    """Two PNG charts next to the page (seconds per notebook; each claim against its baseline)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    rows = cpu["notebooks"]
+    names = [r["notebook"].split("/")[-1].removesuffix(".ipynb") for r in rows]
+    fig, ax = plt.subplots(figsize=(6.9, 0.26 * len(rows) + 1.0), dpi=100)
+    y = range(len(rows))
+    ax.barh([i - 0.2 for i in y], [r["seconds"] for r in rows], height=0.4, label="CPU", color="#4c72b0")
+    if gpu_times:
+        ax.barh([i + 0.2 for i in y], [gpu_times.get(r["notebook"], 0) for r in rows], height=0.4,
+                label="GPU", color="#dd8452")
+    ax.set_yticks(list(y), names, fontsize=9)
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds per notebook")
+    ax.legend(loc="lower right", fontsize=9)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_dir / "results-seconds.png", facecolor="white")
+    plt.close(fig)
+    written.append("results-seconds.png")
+
+    claims = [(n, f) for n, r in zip(names, rows) for f in r["figures"] if verdict(f)]
+    if claims:
+        fig, ax = plt.subplots(figsize=(6.9, 0.2 * len(claims) + 1.2), dpi=100)
+        # The gain over the baseline in the figure's own direction, as a share of the baseline:
+        # right of zero is a win, left a loss.
+        gain = []
+        for _, f in claims:
+            d = (f["value"] - f["baseline"]) * (1 if f["higher_is_better"] else -1)
+            gain.append(100 * d / max(abs(f["baseline"]), 1e-12))
+        gain = [max(-100.0, min(100.0, g)) for g in gain]
+        colours = ["#55a868" if verdict(f) == "won" else "#c44e52" for _, f in claims]
+        ax.barh(range(len(claims)), gain, color=colours, height=0.7)
+        ax.set_yticks(range(len(claims)), [f"{n}: {f['name'][:38]}" for n, f in claims], fontsize=7)
+        ax.invert_yaxis()
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_xlim(-100, 100)
+        ax.set_xlabel("gain over the baseline, % of the baseline (clipped at ±100)")
+        ax.grid(axis="x", alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out_dir / "results-claims.png", facecolor="white")
+        plt.close(fig)
+        written.append("results-claims.png")
+    return written
+
+
+def render(profile: str = "full", out_dir: Path | None = None) -> str:
+    cpu, cuda = load_execution(profile), load("cuda") if profile == "full" else None  # GPU: full profile
+    lines = ["# Appendix: measured results", ""]
+    if cpu is not None:
+        lines += [f"Every number on this page was recorded by the execution of the notebooks whose outputs are "
+                  f"this book's pages ({cpu['profile']} profile, `tools/execute.py`, {cpu['threads']} torch "
+                  f"thread{'' if cpu['threads'] == '1' else 's'} per notebook, several notebooks at once): each notebook records its figures "
+                  "with `lib.results.record` while it runs, and this page is generated from those records "
+                  "(`tools/results_page.py`); nothing here is typed by hand.", ""]
+        if profile != "full":
+            lines += ["```{note}", f"This build ran the **{profile}** profile: tiny models and a handful of "
+                      "steps, to check that every cell runs. Its figures say nothing about the methods; "
+                      "`make book` builds the full profile.", "```", ""]
+    else:
+        cpu = load("cpu")
+        if cpu is None:
+            lines += ["```{note}", "No notebook has been executed yet: run `make book` (or `make bench`).",
+                      "```", ""]
+            return "\n".join(lines) + "\n"
+        lines += ["The notebooks of this build were not executed by `tools/execute.py`, so the figures "
+                  "below are the committed `make bench` snapshot, not this build's.", ""]
+    lines += [f"CPU: {cpu['machine']}, {cpu['date']} (commit `{cpu['commit']}`); the notebooks' times add "
+              f"up to {cpu['total_seconds'] / 60:.1f} minutes."]
     gpu_times = {}
     if cuda is not None:
         gpu_times = {r["notebook"]: r["seconds"] for r in cuda["notebooks"]}
-        lines += [f"GPU run on {cuda.get('gpu', 'a CUDA GPU')} ({cuda['machine']}): commit `{cuda['commit']}`, {cuda['date']}; "
-                  f"total {cuda['total_seconds'] / 60:.1f} minutes."]
-    lines += ["", "## Time per notebook", "", "| notebook | CPU run, seconds | GPU run, seconds | measured | status |",
-              "| --- | ---: | ---: | --- | --- |"]
+        lines += [f"GPU times: the `make bench` run on {cuda.get('gpu', 'a CUDA GPU')} ({cuda['machine']}), "
+                  f"commit `{cuda['commit']}`, {cuda['date']}; total {cuda['total_seconds'] / 60:.1f} minutes."]
+    claims = [verdict(f) for r in cpu["notebooks"] for f in r["figures"]]
+    won, lost = claims.count("won"), claims.count("lost")
+    lines += ["", f"Of the {won + lost} claims (a learned method against its baseline), **{won} beat the "
+              f"baseline** and **{lost} do not** (marked *lost* below); rows marked *reference* are "
+              "lessons or yardsticks (a memoriser, an over-fitted model, a paper's number), not claims.", ""]
+    if out_dir is not None:
+        for png in charts(cpu, gpu_times, out_dir):
+            alt = ("Bar chart of seconds per notebook" + (", CPU and GPU side by side" if gpu_times else "")
+                   if "seconds" in png else "Bar chart of each figure's gain over its baseline, green won, red lost")
+            lines += [f"```{{figure}} {png}", f":alt: {alt}", ":width: 100%", "", alt + ".", "```", ""]
+    lines += ["## Time per notebook", "", "| chapter | CPU, s | GPU, s | status |", "| --- | ---: | ---: | --- |"]
     for r in cpu["notebooks"]:
         gpu = gpu_times.get(r["notebook"])
         status = cell("error: " + r["error"]) if r.get("error") else "ok"
-        when = f"{r.get('date', cpu['date'])}, `{r.get('commit', cpu['commit'])}`"
-        lines.append(f"| `{r['notebook']}` | {r['seconds']:.0f} | {'' if gpu is None else f'{gpu:.0f}'} | {when} | {status} |")
+        lines.append(f"| {link(r['notebook'])} | {r['seconds']:.0f} | {'—' if gpu is None else f'{gpu:.0f}'} "
+                     f"| {status} |")
     lines += ["", "## Headline figures", "",
-              "| notebook | figure | value | baseline | better than baseline? |", "| --- | --- | ---: | --- | --- |"]
+              "| chapter | figure | value | baseline | verdict |", "| --- | --- | ---: | --- | --- |"]
     for r in cpu["notebooks"]:
         for f in r["figures"]:
-            base, verdict = "", ""
+            base = "—"
             if "baseline" in f:
                 base = cell(f"{f['baseline_name']}: {fmt(f['baseline'])} {f['unit']}".strip())
-                if "higher_is_better" in f:
-                    better = f["value"] > f["baseline"] if f["higher_is_better"] else f["value"] < f["baseline"]
-                    verdict = "yes" if better else "**no**"
-            name = r["notebook"].split("/")[-1].removesuffix(".ipynb")
-            lines.append(f"| {name} | {cell(f['name'])} | {fmt(f['value'])} {cell(f['unit'])} | {base} | {verdict} |")
+            v = verdict(f)
+            mark = ("won" if v == "won" else "***lost***" if v == "lost"
+                    else "reference" if f.get("kind") == "reference" else "—")
+            lines.append(f"| {link(r['notebook'])} | {cell(f['name'])} | {fmt(f['value'])} {cell(f['unit'])} "
+                         f"| {base} | {mark} |")
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="full", choices=["full", "smoke"])
+    args = ap.parse_args(argv)
     OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(render())
+    OUT.write_text(render(args.profile, OUT.parent))
     print("wrote", OUT.relative_to(ROOT))
 
 

@@ -1,0 +1,85 @@
+"""tools/execute.py: the book's notebooks executed (several at once) into the build's cache."""
+import json
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import execute  # noqa: E402
+
+RECORD = """import json, os, torch
+n = int(os.environ.get("WORKBOOK_THREADS", "0"))
+if n:
+    torch.set_num_threads(n)
+fig = {"name": "threads", "value": float(torch.get_num_threads()), "unit": "",
+       "device": "cpu", "profile": os.environ["WORKBOOK_PROFILE"]}
+with open(os.environ["WORKBOOK_RESULTS_FILE"], "a") as f:
+    f.write(json.dumps(fig) + "\\n")
+print("static", os.environ["WORKBOOK_STATIC"])"""
+
+
+def _book(tmp_path):
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "a.py").write_text("X = 1\n")
+    paths = []
+    for name, code in (("one", RECORD), ("two", "print(2 + 2)")):
+        p = tmp_path / "chapters" / f"{name}.ipynb"
+        p.parent.mkdir(exist_ok=True)
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, p)
+        paths.append(p)
+    return paths
+
+
+def test_execute_fills_the_cache_writes_records_and_reruns_only_what_changed(tmp_path):
+    nbs = _book(tmp_path)
+    kw = dict(profile="smoke", cache_path=tmp_path / "cache", jobs=2, threads=1, timeout=120,
+              records=tmp_path / "records", root=tmp_path)
+    done, _ = execute.run(nbs, **kw)
+    assert [r["notebook"] for r in done] == ["chapters/one.ipynb", "chapters/two.ipynb"]
+    assert all(r["error"] is None for r in done)
+    rec = json.loads((tmp_path / "records" / "smoke" / "chapters" / "one.ipynb.json").read_text())
+    assert rec["figures"][0]["value"] == 1.0 and rec["threads"] == 1   # the kernel got one thread
+    assert rec["figures"][0]["profile"] == "smoke" and "nb" not in rec
+
+    from jupyter_cache import get_cache
+    cache = get_cache(str(tmp_path / "cache"))
+    hit = cache.match_cache_notebook(nbformat.read(nbs[0], as_version=4))  # what the book build does
+    _, merged = cache.merge_match_into_notebook(nbformat.read(nbs[0], as_version=4))
+    assert hit.pk == rec["cache_pk"]
+    assert merged.cells[0].outputs[0]["text"] == "static 1\n"           # executed as the static book
+
+    assert execute.run(nbs, **kw)[0] == []                                # nothing changed: nothing runs
+    nb = nbformat.read(nbs[1], as_version=4)
+    nb.cells[0].source = "print(3 + 3)"
+    nbformat.write(nb, nbs[1])
+    assert [r["notebook"] for r in execute.run(nbs, **kw)[0]] == ["chapters/two.ipynb"]  # code changed
+    (tmp_path / "lib" / "a.py").write_text("X = 2\n")                    # library changed: all stale
+    assert len(execute.run(nbs, **kw)[0]) == 2
+    assert len(execute.run(nbs, **kw, force=True)[0]) == 2
+
+
+def test_a_failing_notebook_is_reported_and_not_cached(tmp_path):
+    nbs = _book(tmp_path)
+    nb = nbformat.read(nbs[1], as_version=4)
+    nb.cells[0].source = "raise RuntimeError('broken on purpose')"
+    nbformat.write(nb, nbs[1])
+    kw = dict(profile="smoke", cache_path=tmp_path / "cache", jobs=1, threads=None, timeout=120,
+              records=tmp_path / "records", root=tmp_path)
+    done, _ = execute.run(nbs[1:], **kw)
+    assert "broken on purpose" in done[0]["error"] and "RuntimeError" in done[0]["traceback"]
+    assert not (tmp_path / "records" / "smoke" / "chapters" / "two.ipynb.json").exists()
+    assert len(execute.run(nbs[1:], **kw)[0]) == 1                       # still stale: runs again
+
+
+def test_bad_settings_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="jobs must be >= 1"):
+        execute.run([], profile="smoke", cache_path=tmp_path, jobs=0, threads=1)
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        execute.run([], profile="smoke", cache_path=tmp_path, jobs=1, threads=0)
+    with pytest.raises(SystemExit, match="matches no notebook"):
+        execute.select("no-such-notebook")
