@@ -43,6 +43,7 @@ book: venv $(MATHJAX)
 	$(BIN)/python tools/nbtool.py sync-repository
 	$(EXECUTE) --profile full --cache _build/.jupyter_cache
 	$(BIN)/python tools/results_page.py --profile full
+	$(BIN)/python tools/gallery.py --profile full --cache _build/.jupyter_cache
 	WORKBOOK_STATIC=1 $(BIN)/jupyter-book build . -W -n --keep-going
 
 # The test suite: lib unit/property tests, hygiene checks, every notebook in the smoke profile.
@@ -69,6 +70,7 @@ check-html: venv $(MATHJAX) browser
 	$(BIN)/python -c "import os, yaml; c = yaml.safe_load(open('_config.yml')); c['execute'].update(cache=os.path.abspath('_build/smoke/.jupyter_cache')); c['sphinx']['local_extensions'] = {k: os.path.abspath(v) for k, v in c['sphinx']['local_extensions'].items()}; yaml.safe_dump(c, open('_build/smoke/_config.yml', 'w'))"
 	$(EXECUTE) --profile smoke --cache _build/smoke/.jupyter_cache
 	$(BIN)/python tools/results_page.py --profile smoke
+	$(BIN)/python tools/gallery.py --profile smoke --cache _build/smoke/.jupyter_cache
 	WORKBOOK_PROFILE=smoke WORKBOOK_STATIC=1 $(BIN)/jupyter-book build . -W -n --keep-going --config _build/smoke/_config.yml --path-output _build/smoke
 	$(BIN)/python -m pytest -q tests_html
 

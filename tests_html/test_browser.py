@@ -376,3 +376,24 @@ def test_the_appendix_shows_the_figures_of_the_execution_on_the_pages(browser, s
         in_appendix.setdefault(target, []).append((name, value))
     assert in_appendix == on_pages
     assert not errors and not blocked
+
+
+def test_the_landing_page_shows_one_figure_per_chapter_linked_to_it(browser, server):
+    ctx, page, errors, blocked = open_page(browser, server, toc_files()[0])
+    try:
+        cards = page.eval_on_selector_all(".workbook-gallery", """els => els.map(e => {
+            const img = e.querySelector('img'), a = e.querySelector('a');
+            return [a && a.getAttribute('href'), img && img.naturalWidth, img && img.alt,
+                    e.innerText.trim()]; })""")
+        chapters = [str(p.relative_to(ROOT)).removesuffix(".ipynb") for p in toc_notebooks()]
+        linked = [re.sub(r"\.html(#.*)?$", "", href or "") for href, *_ in cards]
+        assert linked == chapters, "one card per chapter, in reading order, linking to it"
+        for href, width, alt, text in cards:
+            assert width and width > 100, f"{href}: the card's picture did not load"
+            assert len(alt) > 10 and len(text) > 5, f"{href}: card without alt text or title"
+        assert not errors and not blocked
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.locator(".workbook-gallery").first.scroll_into_view_if_needed()
+        page.screenshot(path=str(SHOTS / "landing_gallery.png"), full_page=False)
+    finally:
+        ctx.close()
