@@ -81,6 +81,39 @@ def seed_everything(seed: int = 0) -> None:
     torch.manual_seed(seed)
 
 
+SEED_STRIDE = 1_000_003  # a prime: the seeds of two runs never coincide for small seeds
+
+
+def seed_offset() -> int:
+    """The run's seed shift, ``WORKBOOK_SEED`` (default 0: the book's own seeds).
+
+    ``make bench ARGS='--seeds 0,1,2'`` runs notebooks with other values to check that a
+    result holds when the seeds change. It shifts the seeds a notebook sets itself
+    (:func:`rng`, :func:`manual_seed`, :func:`setup`); the data and the metrics' own nets
+    keep theirs, so every run is measured on the same test set with the same yardstick."""
+    value = os.environ.get("WORKBOOK_SEED", "").strip() or "0"
+    if not value.isdigit():
+        raise ValueError(f"WORKBOOK_SEED must be a whole number >= 0, got {value!r}")
+    return int(value)
+
+
+def _shifted(seed: int) -> int:
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    return seed + SEED_STRIDE * seed_offset()
+
+
+def rng(seed: int, device=None) -> torch.Generator:
+    """A torch generator seeded with ``seed`` (shifted by :func:`seed_offset`); the
+    notebooks' ``torch.Generator().manual_seed(seed)``."""
+    return torch.Generator(device=device).manual_seed(_shifted(seed))
+
+
+def manual_seed(seed: int) -> None:
+    """``torch.manual_seed(seed)``, shifted by :func:`seed_offset` (the global torch stream)."""
+    torch.manual_seed(_shifted(seed))
+
+
 def choose(smoke: dict, full: dict, cuda: dict | None = None) -> dict:
     """Return the sizes for the active profile, in one place per model.
 
@@ -123,8 +156,9 @@ def setup(seed: int = 0) -> torch.device:
     """What every notebook's setup cell calls: seed, pick the device, print both and the profile."""
     if threads() is not None:
         torch.set_num_threads(threads())
-    seed_everything(seed)
+    seed_everything(_shifted(seed))
     dev = device()
     extra = f" ({torch.cuda.get_device_name(0)})" if dev.type == "cuda" else ""
-    print(f"device: {dev}{extra} | profile: {profile()} | seed: {seed} | torch {torch.__version__}")
+    shift = f" (shifted: WORKBOOK_SEED={seed_offset()})" if seed_offset() else ""
+    print(f"device: {dev}{extra} | profile: {profile()} | seed: {seed}{shift} | torch {torch.__version__}")
     return dev

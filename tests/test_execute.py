@@ -18,7 +18,7 @@ fig = {"name": "threads", "value": float(torch.get_num_threads()), "unit": "",
        "device": "cpu", "profile": os.environ["WORKBOOK_PROFILE"]}
 with open(os.environ["WORKBOOK_RESULTS_FILE"], "a") as f:
     f.write(json.dumps(fig) + "\\n")
-print("static", os.environ["WORKBOOK_STATIC"])"""
+print("static", os.environ["WORKBOOK_STATIC"], "seed", os.environ["WORKBOOK_SEED"])"""
 
 
 def _book(tmp_path):
@@ -51,7 +51,7 @@ def test_execute_fills_the_cache_writes_records_and_reruns_only_what_changed(tmp
     hit = cache.match_cache_notebook(nbformat.read(nbs[0], as_version=4))  # what the book build does
     _, merged = cache.merge_match_into_notebook(nbformat.read(nbs[0], as_version=4))
     assert hit.pk == rec["cache_pk"]
-    assert merged.cells[0].outputs[0]["text"] == "static 1\n"           # executed as the static book
+    assert merged.cells[0].outputs[0]["text"] == "static 1 seed 0\n"    # executed as the static book
 
     assert execute.run(nbs, **kw)[0] == []                                # nothing changed: nothing runs
     nb = nbformat.read(nbs[1], as_version=4)
@@ -83,3 +83,19 @@ def test_bad_settings_are_refused(tmp_path):
         execute.run([], profile="smoke", cache_path=tmp_path, jobs=1, threads=0)
     with pytest.raises(SystemExit, match="matches no notebook"):
         execute.select("no-such-notebook")
+
+
+def test_a_seed_shifted_run_keeps_its_records_apart_and_leaves_the_cache_alone(tmp_path):
+    nbs = _book(tmp_path)[:1]
+    kw = dict(profile="smoke", cache_path=tmp_path / "cache", jobs=1, threads=1, timeout=120,
+              records=tmp_path / "records", root=tmp_path)
+    done, _ = execute.run(nbs, **kw, seed=2)
+    assert done[0]["error"] is None and done[0]["seed"] == 2
+    assert (tmp_path / "records" / "smoke-seed2" / "chapters" / "one.ipynb.json").exists()
+    assert not (tmp_path / "records" / "smoke").exists()
+    from jupyter_cache import get_cache
+    with pytest.raises(KeyError):   # the book's cache holds no seed-shifted outputs
+        get_cache(str(tmp_path / "cache")).match_cache_notebook(nbformat.read(nbs[0], as_version=4))
+    assert len(execute.run(nbs, **kw, seed=2)[0]) == 1                   # a robustness run always runs
+    with pytest.raises(ValueError, match="seed must be a whole number"):
+        execute.run(nbs, **kw, seed=-1)

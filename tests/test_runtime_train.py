@@ -343,3 +343,29 @@ def test_workbook_threads_sets_torchs_thread_count_and_refuses_nonsense(monkeypa
                 runtime.threads()
     finally:
         torch.set_num_threads(before)
+
+
+def test_seed_shift_moves_the_notebooks_own_seeds_and_nothing_at_zero(monkeypatch):
+    monkeypatch.delenv("WORKBOOK_SEED", raising=False)
+    assert runtime.seed_offset() == 0
+    a = torch.randn(4, generator=runtime.rng(7))
+    assert torch.equal(a, torch.randn(4, generator=torch.Generator().manual_seed(7)))  # the book's seeds
+    runtime.manual_seed(3)
+    b = torch.rand(3)
+    torch.manual_seed(3)
+    assert torch.equal(b, torch.rand(3))
+    monkeypatch.setenv("WORKBOOK_SEED", "2")
+    assert runtime.seed_offset() == 2
+    shifted = torch.randn(4, generator=runtime.rng(7))
+    assert not torch.equal(shifted, a)
+    assert torch.equal(shifted, torch.randn(4, generator=runtime.rng(7)))            # still repeatable
+    assert not torch.equal(torch.randn(4, generator=runtime.rng(8)), shifted)         # seeds stay distinct
+    monkeypatch.setenv("WORKBOOK_SEED", "1")
+    assert not torch.equal(torch.randn(4, generator=runtime.rng(7)), shifted)         # each shift its own
+    for bad in ("-1", "x", "1.5"):
+        monkeypatch.setenv("WORKBOOK_SEED", bad)
+        with pytest.raises(ValueError, match="WORKBOOK_SEED must be a whole number"):
+            runtime.seed_offset()
+    monkeypatch.setenv("WORKBOOK_SEED", "0")
+    with pytest.raises(TypeError, match="seed must be an int"):
+        runtime.rng(1.0)

@@ -177,3 +177,27 @@ def test_a_fork_changes_the_address_in_one_place(tmp_path):
     (tmp_path / "_config.yml").write_text(cfg.replace(old, "https://gitlab.example.org/x"))
     with pytest.raises(ValueError, match="OWNER/NAME"):
         nbtool.repository(tmp_path)
+
+
+def test_across_seeds_matches_figures_by_position_and_a_claim_must_win_on_every_seed(tmp_path, monkeypatch):
+    def rows(v, base, name):
+        return [{"notebook": "chapters/01-x/a.ipynb", "error": None, "figures": [
+            {"name": name, "value": v, "unit": "", "baseline": base, "baseline_name": "Gauss",
+             "higher_is_better": False, "kind": "claim"},
+            {"name": "floor", "value": 1.0, "unit": ""}]}]
+    table = bench.across_seeds({0: rows(14.0, 22.8, "FDD (K = 8)"), 1: rows(17.0, 22.9, "FDD (K = 6)"),
+                                2: rows(25.0, 22.7, "FDD (K = 8)")})
+    (fdd, floor), = table.values()
+    assert fdd["name"] == "FDD (K = 8)" and fdd["values"] == [14.0, 17.0, 25.0]
+    assert fdd["won"] == [True, True, False] and "won" not in floor
+    with pytest.raises(ValueError, match="different numbers of figures"):
+        bench.across_seeds({0: rows(1, 2, "a"), 1: [{**rows(1, 2, "a")[0], "figures": []}]})
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "seeds-cpu.json").write_text(json.dumps({"date": "today", "notebooks": table}))
+    r = tmp_path / "_build" / "records" / "full" / "chapters" / "01-x" / "a.ipynb.json"
+    r.parent.mkdir(parents=True)
+    r.write_text(json.dumps({**rows(14.0, 22.8, "FDD (K = 8)")[0], "seconds": 3.0}))
+    monkeypatch.setattr(results_page, "ROOT", tmp_path)
+    page = results_page.render("full")
+    assert "## Across seeds" in page
+    assert "| FDD (K = 8) | 18.7 ± 5.7 (14..25)  | Gauss: 22.8 | 2 of 3 seeds (***lost***) |" in page

@@ -37,12 +37,85 @@ def fmt(rec: dict) -> str:
     return s
 
 
+def across_seeds(per_seed: dict[int, list[dict]]) -> dict[str, list[dict]]:
+    """Each notebook's figures over several seeds: by position in the notebook (a name may
+    carry a run-dependent number), with the values, baselines and verdicts of every seed."""
+    seeds = sorted(per_seed)
+    out: dict[str, list[dict]] = {}
+    by_nb = {s: {r["notebook"]: r for r in per_seed[s] if not r.get("error")} for s in seeds}
+    for nb in by_nb[seeds[0]]:
+        if not all(nb in by_nb[s] for s in seeds):
+            continue
+        runs = [by_nb[s][nb]["figures"] for s in seeds]
+        if len({len(f) for f in runs}) != 1:
+            raise ValueError(f"{nb}: the seeds recorded different numbers of figures "
+                             f"{[len(f) for f in runs]}")
+        rows = []
+        for figs in zip(*runs):
+            first = figs[0]
+            row = {"name": first["name"], "unit": first["unit"], "kind": first.get("kind", "claim"),
+                   "values": [f["value"] for f in figs], "seeds": seeds}
+            if "baseline" in first:
+                row.update(baseline_name=first["baseline_name"], baselines=[f["baseline"] for f in figs])
+            if "higher_is_better" in first:
+                row["higher_is_better"] = first["higher_is_better"]
+            verdicts = [results_page.verdict(f) for f in figs]
+            if all(verdicts):
+                row["won"] = [v == "won" for v in verdicts]
+            rows.append(row)
+        out[nb] = rows
+    return out
+
+
+def main_seeds(args) -> int:
+    """``--seeds 0,1,2``: the chosen notebooks once per seed shift; a claim counts as won
+    only if it wins on every seed. Writes bench/seeds-<cpu|cuda>.json (for the appendix)."""
+    seeds = sorted({int(x) for x in args.seeds.split(",") if x.strip()})
+    if len(seeds) < 2:
+        raise SystemExit("--seeds needs at least two seeds, e.g. --seeds 0,1,2")
+    nbs = execute.select(args.only)
+    per_seed = {}
+    for sd in seeds:
+        per_seed[sd], _ = execute.run(nbs, profile=args.profile, cache_path=CACHES[args.profile],
+                                      jobs=args.jobs, threads=args.threads or None, force=True,
+                                      timeout=args.timeout, seed=sd)
+    table = across_seeds(per_seed)
+    failed = any(r.get("error") for rows in per_seed.values() for r in rows)
+    print(f"\n{'notebook / figure':70s} over seeds {seeds}")
+    for nb, rows in table.items():
+        print(nb)
+        for row in rows:
+            base = f"  vs {row['baseline_name']} {results_page.spread(row['baselines'])}" if "baselines" in row else ""
+            won = row.get("won")
+            mark = "" if won is None else f"  won on {sum(won)} of {len(won)}"
+            print(f"  {row['name'][:66]:66s} {results_page.spread(row['values'])}{base}{mark}")
+            if won is not None and not all(won) and row["kind"] == "claim":
+                failed = True
+    if args.profile == "full":
+        devices = {f["device"] for rows in per_seed.values() for r in rows for f in r["figures"]}
+        kind = "cuda" if any(str(d).startswith("cuda") for d in devices) else "cpu"
+        snap = ROOT / "bench" / f"seeds-{kind}.json"
+        old = json.loads(snap.read_text())["notebooks"] if snap.exists() else {}
+        old.update(table)
+        order = [str(p.relative_to(ROOT)) for p in toc_notebooks()]
+        import datetime
+        payload = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                   "notebooks": {n: old[n] for n in order if n in old}}
+        snap.write_text(json.dumps(payload, indent=1))
+        print(f"wrote {snap.relative_to(ROOT)}")
+    return 1 if failed else 0
+
+
 def main() -> int:
     ap = execute.arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     ap.add_argument("--reuse", action="store_true",
                     help="keep the book's own execution where it is up to date (after `make book`: "
                          "the snapshot of the very run on the pages) and execute only what is stale")
+    ap.add_argument("--seeds", default=None,
+                    help="comma-separated seed shifts (0 = the book's seeds): a claim must win on each")
     args = ap.parse_args()
+    if args.seeds:
+        return main_seeds(args)
     nbs = execute.select(args.only)
     rows, wall = execute.run(nbs, profile=args.profile, cache_path=CACHES[args.profile], jobs=args.jobs,
                              threads=args.threads or None, force=not args.reuse, timeout=args.timeout)

@@ -66,7 +66,7 @@ def load_records(profile: str, records: Path = RECORDS) -> dict[str, dict]:
 
 
 def execute_one(path: str, profile: str, threads: int | None, timeout: int, delay: float = 0.0,
-                root: str = str(ROOT)) -> dict:
+                root: str = str(ROOT), seed: int = 0) -> dict:
     """Execute one notebook in a fresh kernel in its own folder; return its record.
 
     The record holds the executed notebook (``"nb"``, JSON text) when it succeeded,
@@ -79,7 +79,8 @@ def execute_one(path: str, profile: str, threads: int | None, timeout: int, dela
     nb_path = Path(path)
     with tempfile.NamedTemporaryFile("w+", suffix=".jsonl", delete=False) as f:
         results_file = f.name
-    env = {"WORKBOOK_PROFILE": profile, "WORKBOOK_STATIC": "1", "WORKBOOK_RESULTS_FILE": results_file}
+    env = {"WORKBOOK_PROFILE": profile, "WORKBOOK_STATIC": "1", "WORKBOOK_RESULTS_FILE": results_file,
+           "WORKBOOK_SEED": str(seed)}
     if threads is not None:
         env.update(WORKBOOK_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
                    MKL_NUM_THREADS=str(threads))
@@ -98,7 +99,7 @@ def execute_one(path: str, profile: str, threads: int | None, timeout: int, dela
         error = f"{type(result.err).__name__}: {last[-1] if last else ''}"
     return {"notebook": str(nb_path.relative_to(root)), "seconds": round(seconds, 1),
             "device": figures[0]["device"] if figures else "?", "profile": profile,
-            "threads": threads, "error": error, "traceback": result.exc_string if error else None,
+            "threads": threads, "seed": seed, "error": error, "traceback": result.exc_string if error else None,
             "figures": figures, "nb": None if error else nbformat.writes(nb)}
 
 
@@ -145,31 +146,51 @@ def store(cache, rec: dict, *, records: Path = RECORDS, root: Path = ROOT) -> di
     return rec
 
 
+def store_seed_record(rec: dict, seed: int, *, records: Path = RECORDS, root: Path = ROOT) -> dict:
+    """Write a robustness run's record (``<profile>-seed<seed>``), outside the book's cache."""
+    rec = {k: v for k, v in rec.items() if k != "nb"}
+    rec["lib"] = lib_hash(root)
+    rp = record_path(root / rec["notebook"], f"{rec['profile']}-seed{seed}", records, root)
+    rp.parent.mkdir(parents=True, exist_ok=True)
+    rp.write_text(json.dumps(rec, indent=1))
+    return rec
+
+
 def run(notebooks: list[Path], *, profile: str, cache_path: Path, jobs: int, threads: int | None,
         force: bool = False, timeout: int = 1800, records: Path = RECORDS,
-        root: Path = ROOT) -> tuple[list[dict], float]:
-    """Execute what is stale among ``notebooks``; return (this run's records, wall seconds)."""
+        root: Path = ROOT, seed: int = 0) -> tuple[list[dict], float]:
+    """Execute what is stale among ``notebooks``; return (this run's records, wall seconds).
+
+    ``seed`` other than 0 (``WORKBOOK_SEED``, :func:`lib.runtime.seed_offset`) is a
+    robustness run: every notebook executes, its record goes to
+    ``<records>/<profile>-seed<seed>/`` and nothing goes into the book's cache (the pages
+    keep the book's own seeds)."""
     from jupyter_cache import get_cache
 
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be >= 1 (or None for torch's default), got {threads}")
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a whole number >= 0, got {seed!r}")
     cache = get_cache(str(cache_path))
-    todo, fresh = plan(notebooks, cache, profile, force=force, records=records, root=root)
+    todo, fresh = plan(notebooks, cache, profile, force=force or seed != 0, records=records, root=root)
     print(f"{len(fresh)} notebook(s) up to date; executing {len(todo)} ({profile} profile, "
+          + (f"seeds shifted by WORKBOOK_SEED={seed}, " if seed else "") +
           f"{jobs} at once, {threads or 'default'} thread(s) each)", flush=True)
     done: list[dict] = []
     t0 = time.perf_counter()
     ctx = multiprocessing.get_context("spawn")
     with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
         futures = {pool.submit(execute_one, str(nb), profile, threads, timeout,
-                               STAGGER_S * i if i < jobs else 0.0, str(root)): nb
+                               STAGGER_S * i if i < jobs else 0.0, str(root), seed): nb
                    for i, nb in enumerate(todo)}
         for fut in cf.as_completed(futures):
             rec = fut.result()
-            if rec["error"] is None:
+            if rec["error"] is None and seed == 0:
                 rec = store(cache, rec, records=records, root=root)
+            elif rec["error"] is None:
+                rec = store_seed_record(rec, seed, records=records, root=root)
             done.append(rec)
             status = f"ERROR {rec['error']}" if rec["error"] else f"{len(rec['figures'])} figure(s)"
             print(f"  {rec['seconds']:7.1f} s  {rec['notebook']}  {status}", flush=True)
@@ -209,9 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     ap.add_argument("--cache", default=str(ROOT / "_build" / ".jupyter_cache"))
     ap.add_argument("--force", action="store_true", help="execute even notebooks that are up to date")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="shift the notebooks' own seeds (WORKBOOK_SEED); 0: the book's seeds")
     args = ap.parse_args(argv)
     done, _ = run(select(args.only), profile=args.profile, cache_path=Path(args.cache), jobs=args.jobs,
-                  threads=args.threads or None, force=args.force, timeout=args.timeout)
+                  threads=args.threads or None, force=args.force, timeout=args.timeout, seed=args.seed)
     return 1 if any(r["error"] for r in done) else 0
 
 

@@ -196,7 +196,38 @@ def render(profile: str = "full", out_dir: Path | None = None) -> str:
                     else "reference" if f.get("kind") == "reference" else "—")
             lines.append(f"| {link(r['notebook'])} | {cell(f['name'])} | {fmt(f['value'])} {cell(f['unit'])} "
                          f"| {base} | {mark} |")
+    seeds_file = ROOT / "bench" / "seeds-cpu.json"
+    seeds = json.loads(seeds_file.read_text()) if profile == "full" and seeds_file.exists() else None
+    if seeds:
+        lines += ["", "## Across seeds", "",
+                  f"`make bench ARGS='--seeds …'` ran these notebooks again with their own seeds shifted "
+                  f"(the data, the test sets and the metrics' nets unchanged; {seeds['date']}). A claim "
+                  "counts as won only if it wins on every seed.", "",
+                  "| chapter | figure | mean ± s.d. (min..max) | baseline, mean | won on |",
+                  "| --- | --- | ---: | --- | --- |"]
+        for nb, rows in seeds["notebooks"].items():
+            for row in rows:
+                base = "—"
+                if "baselines" in row:
+                    base = cell(f"{row['baseline_name']}: {fmt(sum(row['baselines']) / len(row['baselines']))}")
+                won = row.get("won")
+                if row.get("kind") == "reference":
+                    mark = "reference"
+                elif won is None:
+                    mark = "—"
+                else:
+                    mark = f"{sum(won)} of {len(won)} seeds" + ("" if all(won) else " (***lost***)")
+                lines.append(f"| {link(nb)} | {cell(row['name'])} | {cell(spread(row['values']))} "
+                             f"{cell(row['unit'])} | {base} | {mark} |")
     return "\n".join(lines) + "\n"
+
+
+def spread(values: list[float]) -> str:
+    """'mean ± s.d. (min..max)' of a figure over seeds."""
+    import statistics
+    m = statistics.fmean(values)
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{fmt(m)} ± {sd:.2g} ({fmt(min(values))}..{fmt(max(values))})"
 
 
 def main(argv: list[str] | None = None) -> None:
