@@ -99,3 +99,14 @@ def test_a_seed_shifted_run_keeps_its_records_apart_and_leaves_the_cache_alone(t
     assert len(execute.run(nbs, **kw, seed=2)[0]) == 1                   # a robustness run always runs
     with pytest.raises(ValueError, match="seed must be a whole number"):
         execute.run(nbs, **kw, seed=-1)
+
+
+def test_longest_notebooks_start_first_using_the_bench_times_on_a_first_run(tmp_path):
+    from jupyter_cache import get_cache
+    nbs = _book(tmp_path)
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "results-cpu.json").write_text(json.dumps({"notebooks": [
+        {"notebook": "chapters/one.ipynb", "seconds": 5.0}, {"notebook": "chapters/two.ipynb", "seconds": 50.0}]}))
+    todo, fresh = execute.plan(nbs, get_cache(str(tmp_path / "cache")), "smoke",
+                               records=tmp_path / "records", root=tmp_path)
+    assert todo == nbs[::-1] and fresh == []

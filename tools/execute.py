@@ -112,7 +112,8 @@ def _cached(cache, nb_path: Path):
 
 def plan(notebooks: list[Path], cache, profile: str, *, force: bool = False,
          records: Path = RECORDS, root: Path = ROOT) -> tuple[list[Path], list[Path]]:
-    """Split ``notebooks`` into (to execute, up to date), longest previous run first."""
+    """Split ``notebooks`` into (to execute, up to date), longest previous run first (the last
+    record's time, else the bench snapshot's, else unknown: first)."""
     digest = lib_hash(root)
     todo, fresh, last = [], [], {}
     for nb in notebooks:
@@ -126,6 +127,10 @@ def plan(notebooks: list[Path], cache, profile: str, *, force: bool = False,
             fresh.append(nb)
         else:
             todo.append(nb)
+    snap = root / "bench" / "results-cpu.json"   # first run of a clone: the bench's times
+    if snap.exists():
+        for r in json.loads(snap.read_text()).get("notebooks", []):
+            last.setdefault(root / r["notebook"], r["seconds"])
     todo.sort(key=lambda nb: -last.get(nb, float("inf")))
     return todo, fresh
 
