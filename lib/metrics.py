@@ -395,3 +395,31 @@ def psnr_masked(x: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor) -> float
         raise ValueError("every mask must select at least one pixel")
     mse = (d2 / cnt).clamp_min(1e-12)
     return float((10 * torch.log10(1 / mse)).mean())
+
+
+# --- memorisation: are samples new, or copies of the training set? ---------------------------
+
+def nearest_neighbours(x: torch.Tensor, reference: torch.Tensor,
+                       chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """(distances, indices), each ``(N,)``: the Euclidean distance from each item of ``x``
+    (``(N, ...)``, flattened) to its nearest item of ``reference`` (``(M, ...)``), and which one."""
+    checks.tensor(x, "x"); checks.tensor(reference, "reference")
+    if len(x) == 0 or len(reference) == 0:
+        raise ValueError(f"x and reference must be non-empty, got {len(x)} and {len(reference)} items")
+    a, b = x.flatten(1).double(), reference.flatten(1).double()
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"x and reference items must have the same size, got {a.shape[1]} and {b.shape[1]}")
+    if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+        raise ValueError("x and reference must be finite (no NaN or inf)")
+    dist, idx = zip(*(torch.cdist(a[i:i + chunk], b).min(1) for i in range(0, len(a), chunk)))
+    return torch.cat(dist), torch.cat(idx)
+
+
+def copy_rate(samples: torch.Tensor, train: torch.Tensor, held_out: torch.Tensor,
+              quantile: float = 0.01) -> float:
+    """Memorisation, in %: the share of ``samples`` closer to their nearest training item than
+    all but ``quantile`` of new real data (``held_out``) is. New real data scores ``100 *
+    quantile`` by construction (1 % by default); a model that copies its training set, 100 %."""
+    checks.probability(quantile, "quantile")
+    threshold = torch.quantile(nearest_neighbours(held_out, train)[0], quantile)
+    return 100 * float((nearest_neighbours(samples, train)[0] < threshold).double().mean())

@@ -100,3 +100,24 @@ def test_image_correlation():
                         rel_tol=1e-6)
     with pytest.raises(ValueError):
         metrics.image_correlation(x, x[:2])
+
+
+def test_nearest_neighbours_and_copy_rate_tell_copies_from_new_data():
+    from lib import metrics
+    g = torch.Generator().manual_seed(0)
+    train = torch.randn(300, 1, 4, 4, generator=g)
+    new = torch.randn(200, 1, 4, 4, generator=g)
+    d, idx = metrics.nearest_neighbours(train[[5, 17]] + 1e-3, train, chunk=1)
+    assert idx.tolist() == [5, 17] and torch.allclose(d, torch.full((2,), 4e-3, dtype=torch.float64))
+    brute = torch.cdist(new.flatten(1).double(), train.flatten(1).double()).min(1).values
+    assert torch.allclose(metrics.nearest_neighbours(new, train, chunk=7)[0], brute)
+    held_out = torch.randn(400, 1, 4, 4, generator=g)
+    assert metrics.copy_rate(train[:100], train, held_out) == 100.0           # a memoriser
+    assert metrics.copy_rate(new, train, held_out) < 5.0                       # new data: ~1 %
+    assert metrics.copy_rate(held_out, train, held_out, quantile=0.1) == pytest.approx(10.0, abs=0.5)
+    with pytest.raises(ValueError, match="non-empty"):
+        metrics.nearest_neighbours(train[:0], train)
+    with pytest.raises(ValueError, match="same size"):
+        metrics.nearest_neighbours(train, torch.randn(5, 3))
+    with pytest.raises(ValueError, match="finite"):
+        metrics.nearest_neighbours(torch.full((2, 16), float("nan")), train)

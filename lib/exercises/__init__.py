@@ -39,6 +39,8 @@ from itertools import pairwise
 
 import torch
 
+from .. import metrics
+
 __all__ = [
     "ExerciseNotPassed",
     "NotYet",
@@ -208,12 +210,9 @@ def monotone(
 
 
 def nearest_distance(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """Euclidean distance from each row of ``x`` (flattened) to its nearest row of ``reference``."""
-    x, reference = (
-        torch.as_tensor(x).flatten(1).double(),
-        torch.as_tensor(reference).flatten(1).double(),
-    )
-    return torch.cdist(x, reference).min(1).values
+    """Euclidean distance from each row of ``x`` (flattened) to its nearest row of ``reference``
+    (:func:`lib.metrics.nearest_neighbours`)."""
+    return metrics.nearest_neighbours(torch.as_tensor(x), torch.as_tensor(reference))[0]
 
 
 def not_a_copy(
