@@ -110,3 +110,22 @@ def test_longest_notebooks_start_first_using_the_bench_times_on_a_first_run(tmp_
     todo, fresh = execute.plan(nbs, get_cache(str(tmp_path / "cache")), "smoke",
                                records=tmp_path / "records", root=tmp_path)
     assert todo == nbs[::-1] and fresh == []
+
+
+def test_cell_time_is_split_into_training_evaluation_and_plotting():
+    def cell(src, start, end):
+        c = nbformat.v4.new_code_cell(src)
+        c.metadata["execution"] = {"iopub.execute_input": f"2026-01-01T00:00:{start:02d}.000000Z",
+                                   "shell.execute_reply": f"2026-01-01T00:00:{end:02d}.500000Z"}
+        return c
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# t"),
+        cell("hist = train.fit(model, loss, x, 100)", 0, 10),        # 10.5 s training
+        cell("loss.backward()\nopt.step()", 11, 12),                    # 1.5 s training
+        cell("fdd = metrics.frechet_digit_distance(s)", 13, 15),        # 2.5 s evaluation
+        cell("viz.show_images(s)\nplt.show()", 16, 16),                 # 0.5 s plotting
+        nbformat.v4.new_code_cell("never ran")])
+    prof = execute.profile_cells(nb, top=2)
+    assert prof["phases"] == {"training": 12.0, "evaluation": 2.5, "plotting": 0.5}
+    assert prof["slowest"] == [[1, 10.5, "hist = train.fit(model, loss, x, 100)"],
+                               [3, 2.5, "fdd = metrics.frechet_digit_distance(s)"]]

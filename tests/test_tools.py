@@ -24,6 +24,7 @@ def _rows(page):
 
 def test_results_page_is_the_books_own_execution_with_links_and_verdicts(tmp_path, monkeypatch):
     recs = [{"notebook": "chapters/01-x/a.ipynb", "seconds": 30.0, "device": "cpu", "threads": 1, "error": None,
+             "phases": {"training": 10.0, "evaluation": 6.0, "plotting": 4.0},
              "figures": [
                  {"name": "|mu - m| with $x$", "value": 1.0, "unit": "nats", "baseline": 2.0, "baseline_name": "b|c",
                   "higher_is_better": True},
@@ -44,13 +45,14 @@ def test_results_page_is_the_books_own_execution_with_links_and_verdicts(tmp_pat
     monkeypatch.setattr(results_page, "ROOT", tmp_path)
     page = results_page.render("full", tmp_path)
     for row in _rows(page):  # escaped pipes do not split cells
-        assert len(re.split(r"(?<!\\)\|", row)) in (6, 7), row
+        assert len(re.split(r"(?<!\\)\|", row)) == 7, row
     assert len(_rows(page)) == 2 + 2 + 4  # two headers, two notebooks, four figures
     a = "[1. The first chapter](../chapters/01-x/a.ipynb)"   # the page's title, linked to the page
     assert f"| {a} | \\|mu - m\\| with \\$x\\$ | 1 nats | b\\|c: 2 nats | ***lost*** |" in page
     assert f"| {a} | error | 0.1  | base: 0.5 | won |" in page
     assert f"| {a} | memoriser | 3 px | — | — |" in page          # no baseline: no verdict
-    assert "[b](../chapters/02-y/b.ipynb) | 40 | — | error: RuntimeError: x\\|y |" in page
+    assert "[b](../chapters/02-y/b.ipynb) | 40 | — | — | error: RuntimeError: x\\|y |" in page
+    assert f"| {a} | 30 | — | 50 / 30 / 20 % | ok |" in page     # where the time went
     assert f"| {a} | over-fitted | 5  | best: 1 | reference |" in page  # a lesson, not a lost claim
     assert "**1 beat the baseline** and **1 do not**" in page
     assert "execution of the notebooks" in page and "snapshot" not in page

@@ -131,6 +131,15 @@ def main() -> int:
     for r in rows:
         figs = "; ".join(fmt(f) for f in r["figures"]) or ("ERROR " + r["error"] if r["error"] else "-")
         print(f"{r['notebook']:58s} {r['seconds']:8.1f}  {r['device']:6s}  {figs}")
+    print(f"\n{'where the time goes':58s} {'train':>6s} {'eval':>6s} {'plot':>6s}  slowest cell")
+    for r in rows:
+        ph = r.get("phases")
+        if ph:
+            tot = sum(ph.values()) or 1.0
+            slow = r["slowest"][0] if r.get("slowest") else None
+            slow_txt = f"cell {slow[0]}: {slow[1]:.0f} s  {slow[2][:40]}" if slow else ""
+            print(f"{r['notebook']:58s} " + " ".join(f"{100 * ph[k] / tot:5.0f}%"
+                  for k in ("training", "evaluation", "plotting")) + f"  {slow_txt}")
     total = sum(r["seconds"] for r in rows)
     print(f"{'total':58s} {total:8.1f}" + ("" if wall is None else f"   ({wall:.0f} s wall, {args.jobs} at once)"))
     import datetime

@@ -26,6 +26,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import re
 import sys
 import tempfile
 import time
@@ -65,6 +66,40 @@ def load_records(profile: str, records: Path = RECORDS) -> dict[str, dict]:
     return out
 
 
+# What a cell spends its time on, read from its code (the first that matches): fitting a
+# model; drawing; everything else (metrics, sampling for a table, data) is evaluation.
+TRAINING = re.compile(r"train\.(fit|train_loop)\(|\.backward\(|train_step\(|\.fit\(|\bfit_[a-z_]*\(")
+PLOTTING = re.compile(r"\bplt\.|\bviz\.|show_images\(|\bscrub\(")
+
+
+def cell_seconds(nb) -> list[tuple[int, float]]:
+    """(cell index, seconds) of every executed code cell, from nbclient's timing metadata."""
+    import datetime
+
+    out = []
+    for i, c in enumerate(nb.cells):
+        t = c.get("metadata", {}).get("execution", {})
+        if c.cell_type == "code" and "iopub.execute_input" in t and "shell.execute_reply" in t:
+            start, end = (datetime.datetime.fromisoformat(t[k].replace("Z", "+00:00"))
+                          for k in ("iopub.execute_input", "shell.execute_reply"))
+            out.append((i, max(0.0, (end - start).total_seconds())))
+    return out
+
+
+def profile_cells(nb, top: int = 3) -> dict:
+    """Seconds per phase (training / evaluation / plotting) and the ``top`` slowest cells."""
+    phases = {"training": 0.0, "evaluation": 0.0, "plotting": 0.0}
+    times = cell_seconds(nb)
+    for i, sec in times:
+        src = nb.cells[i].source
+        kind = "training" if TRAINING.search(src) else "plotting" if PLOTTING.search(src) else "evaluation"
+        phases[kind] += sec
+    slowest = sorted(times, key=lambda t: -t[1])[:top]
+    return {"phases": {k: round(v, 1) for k, v in phases.items()},
+            "slowest": [[i, round(sec, 1), (nb.cells[i].source.strip().splitlines() or [""])[0][:70]]
+                        for i, sec in slowest]}
+
+
 def execute_one(path: str, profile: str, threads: int | None, timeout: int, delay: float = 0.0,
                 root: str = str(ROOT), seed: int = 0) -> dict:
     """Execute one notebook in a fresh kernel in its own folder; return its record.
@@ -100,7 +135,7 @@ def execute_one(path: str, profile: str, threads: int | None, timeout: int, dela
     return {"notebook": str(nb_path.relative_to(root)), "seconds": round(seconds, 1),
             "device": figures[0]["device"] if figures else "?", "profile": profile,
             "threads": threads, "seed": seed, "error": error, "traceback": result.exc_string if error else None,
-            "figures": figures, "nb": None if error else nbformat.writes(nb)}
+            "figures": figures, **profile_cells(nb), "nb": None if error else nbformat.writes(nb)}
 
 
 def _cached(cache, nb_path: Path):

@@ -178,12 +178,22 @@ def render(profile: str = "full", out_dir: Path | None = None) -> str:
             alt = ("Bar chart of seconds per notebook" + (", CPU and GPU side by side" if gpu_times else "")
                    if "seconds" in png else "Bar chart of each figure's gain over its baseline, green won, red lost")
             lines += [f"```{{figure}} {png}", f":alt: {alt}", ":width: 100%", "", alt + ".", "```", ""]
-    lines += ["## Time per notebook", "", "| chapter | CPU, s | GPU, s | status |", "| --- | ---: | ---: | --- |"]
+    lines += ["## Time per notebook", "",
+              "Training / evaluation / plotting: the share of the notebook's cell time in cells that fit "
+              "a model, that only draw, and the rest (metrics, sampling, data), read from each cell's "
+              "code and timing.", "",
+              "| chapter | CPU, s | GPU, s | training / evaluation / plotting | status |",
+              "| --- | ---: | ---: | ---: | --- |"]
     for r in cpu["notebooks"]:
         gpu = gpu_times.get(r["notebook"])
         status = cell("error: " + r["error"]) if r.get("error") else "ok"
+        ph = r.get("phases")
+        shares = "—"
+        if ph and sum(ph.values()) > 0:
+            tot = sum(ph.values())
+            shares = " / ".join(f"{100 * ph[k] / tot:.0f}" for k in ("training", "evaluation", "plotting")) + " %"
         lines.append(f"| {link(r['notebook'])} | {r['seconds']:.0f} | {'—' if gpu is None else f'{gpu:.0f}'} "
-                     f"| {status} |")
+                     f"| {shares} | {status} |")
     lines += ["", "## Headline figures", "",
               "| chapter | figure | value | baseline | verdict |", "| --- | --- | ---: | --- | --- |"]
     for r in cpu["notebooks"]:
