@@ -129,3 +129,18 @@ def test_cell_time_is_split_into_training_evaluation_and_plotting():
     assert prof["phases"] == {"training": 12.0, "evaluation": 2.5, "plotting": 0.5}
     assert prof["slowest"] == [[1, 10.5, "hist = train.fit(model, loss, x, 100)"],
                                [3, 2.5, "fdd = metrics.frechet_digit_distance(s)"]]
+
+
+def test_several_seeds_run_in_one_pool_and_seed_zero_is_the_books_run(tmp_path):
+    nbs = _book(tmp_path)[:1]
+    done, _ = execute.run(nbs, profile="smoke", cache_path=tmp_path / "cache", jobs=2, threads=1,
+                          timeout=120, records=tmp_path / "records", root=tmp_path, seed=[0, 3])
+    assert [r["seed"] for r in done] == [0, 3] and all(r["error"] is None for r in done)
+    assert (tmp_path / "records" / "smoke" / "chapters" / "one.ipynb.json").exists()
+    assert (tmp_path / "records" / "smoke-seed3" / "chapters" / "one.ipynb.json").exists()
+    from jupyter_cache import get_cache
+    hit = get_cache(str(tmp_path / "cache")).match_cache_notebook(nbformat.read(nbs[0], as_version=4))
+    _, merged = get_cache(str(tmp_path / "cache")).merge_match_into_notebook(nbformat.read(nbs[0], as_version=4))
+    assert hit.pk == done[0]["cache_pk"] and "seed 0" in merged.cells[0].outputs[0]["text"]
+    with pytest.raises(ValueError, match="seed must be a whole number"):
+        execute.run(nbs, profile="smoke", cache_path=tmp_path / "cache", jobs=1, threads=1, seed=[])

@@ -74,11 +74,9 @@ def main_seeds(args) -> int:
     if len(seeds) < 2:
         raise SystemExit("--seeds needs at least two seeds, e.g. --seeds 0,1,2")
     nbs = execute.select(args.only)
-    per_seed = {}
-    for sd in seeds:
-        per_seed[sd], _ = execute.run(nbs, profile=args.profile, cache_path=CACHES[args.profile],
-                                      jobs=args.jobs, threads=args.threads or None, force=True,
-                                      timeout=args.timeout, seed=sd)
+    rows, _ = execute.run(nbs, profile=args.profile, cache_path=CACHES[args.profile], jobs=args.jobs,
+                          threads=args.threads or None, force=True, timeout=args.timeout, seed=seeds)
+    per_seed = {sd: [r for r in rows if r["seed"] == sd] for sd in seeds}
     table = across_seeds(per_seed)
     failed = any(r.get("error") for rows in per_seed.values() for r in rows)
     print(f"\n{'notebook / figure':70s} over seeds {seeds}")

@@ -198,42 +198,50 @@ def store_seed_record(rec: dict, seed: int, *, records: Path = RECORDS, root: Pa
 
 def run(notebooks: list[Path], *, profile: str, cache_path: Path, jobs: int, threads: int | None,
         force: bool = False, timeout: int = 1800, records: Path = RECORDS,
-        root: Path = ROOT, seed: int = 0) -> tuple[list[dict], float]:
+        root: Path = ROOT, seed: int | list[int] = 0) -> tuple[list[dict], float]:
     """Execute what is stale among ``notebooks``; return (this run's records, wall seconds).
 
     ``seed`` other than 0 (``WORKBOOK_SEED``, :func:`lib.runtime.seed_offset`) is a
     robustness run: every notebook executes, its record goes to
     ``<records>/<profile>-seed<seed>/`` and nothing goes into the book's cache (the pages
-    keep the book's own seeds)."""
+    keep the book's own seeds). A list of seeds runs every notebook once per seed, all in
+    the same pool (each record says its ``"seed"``)."""
     from jupyter_cache import get_cache
 
+    seeds = list(seed) if isinstance(seed, (list, tuple)) else [seed]
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be >= 1 (or None for torch's default), got {threads}")
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a whole number >= 0, got {seed!r}")
+    if not seeds or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in seeds):
+        raise ValueError(f"seed must be a whole number >= 0 (or a list of them), got {seed!r}")
     cache = get_cache(str(cache_path))
-    todo, fresh = plan(notebooks, cache, profile, force=force or seed != 0, records=records, root=root)
-    print(f"{len(fresh)} notebook(s) up to date; executing {len(todo)} ({profile} profile, "
-          + (f"seeds shifted by WORKBOOK_SEED={seed}, " if seed else "") +
+    work, n_fresh = [], 0
+    for sd in seeds:
+        todo, fresh = plan(notebooks, cache, profile, force=force or sd != 0, records=records, root=root)
+        work += [(nb, sd) for nb in todo]
+        n_fresh += len(fresh)
+    shifted = [s for s in seeds if s]
+    print(f"{n_fresh} notebook(s) up to date; executing {len(work)} ({profile} profile, "
+          + (f"seeds shifted by WORKBOOK_SEED={','.join(map(str, shifted))}, " if shifted else "") +
           f"{jobs} at once, {threads or 'default'} thread(s) each)", flush=True)
     done: list[dict] = []
     t0 = time.perf_counter()
     ctx = multiprocessing.get_context("spawn")
     with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-        futures = {pool.submit(execute_one, str(nb), profile, threads, timeout,
-                               STAGGER_S * i if i < jobs else 0.0, str(root), seed): nb
-                   for i, nb in enumerate(todo)}
+        futures = [pool.submit(execute_one, str(nb), profile, threads, timeout,
+                               STAGGER_S * i if i < jobs else 0.0, str(root), sd)
+                   for i, (nb, sd) in enumerate(work)]
         for fut in cf.as_completed(futures):
             rec = fut.result()
-            if rec["error"] is None and seed == 0:
+            if rec["error"] is None and rec["seed"] == 0:
                 rec = store(cache, rec, records=records, root=root)
             elif rec["error"] is None:
-                rec = store_seed_record(rec, seed, records=records, root=root)
+                rec = store_seed_record(rec, rec["seed"], records=records, root=root)
             done.append(rec)
             status = f"ERROR {rec['error']}" if rec["error"] else f"{len(rec['figures'])} figure(s)"
-            print(f"  {rec['seconds']:7.1f} s  {rec['notebook']}  {status}", flush=True)
+            tag = f"  [seed {rec['seed']}]" if len(seeds) > 1 or rec["seed"] else ""
+            print(f"  {rec['seconds']:7.1f} s  {rec['notebook']}{tag}  {status}", flush=True)
     wall = time.perf_counter() - t0
     print(f"executed {len(done)} notebook(s) in {wall:.0f} s wall "
           f"({sum(r['seconds'] for r in done):.0f} s of notebook time)", flush=True)
@@ -241,7 +249,7 @@ def run(notebooks: list[Path], *, profile: str, cache_path: Path, jobs: int, thr
         if rec["error"]:
             print(f"\n--- {rec['notebook']} failed ---\n{rec['traceback']}", file=sys.stderr)
     order = [str(nb.relative_to(root)) for nb in notebooks]
-    done.sort(key=lambda r: order.index(r["notebook"]))
+    done.sort(key=lambda r: (seeds.index(r["seed"]), order.index(r["notebook"])))
     return done, wall
 
 
