@@ -131,7 +131,7 @@ def charts(cpu: dict, gpu_times: dict, out_dir: Path) -> list[str]:
         ax.invert_yaxis()
         ax.axvline(0, color="black", lw=0.8)
         ax.set_xlim(-100, 100)
-        ax.set_xlabel("gain over the baseline, % of the baseline (clipped at ±100)")
+        ax.set_xlabel("gain over the baseline, in % of it (clipped at ±100)")
         ax.grid(axis="x", alpha=0.3)
         fig.tight_layout()
         fig.savefig(out_dir / "results-claims.png", facecolor="white")
