@@ -49,6 +49,10 @@ def test_cards_show_the_tagged_figure_of_the_execution_and_the_first_claim(tmp_p
     assert [c["doc"] for c in cards] == ["chapters/a", "chapters/b"]
     assert cards[0]["headline"] == "FDD: **12.3** (per-class Gaussians: 20)"   # the first claim
     assert cards[1]["headline"] == ""                                            # no figures
+    assert gallery.headline({"figures": [{"name": "floor", "value": 7.6, "unit": ""},
+                                         {"name": "sum", "value": 1.0, "unit": "", "baseline": 0.99,
+                                          "baseline_name": "the slide"}]}) == "sum: **1** (the slide: 0.99)"
+    assert gallery.headline({"figures": [{"name": "floor", "value": 7.6, "unit": "s"}]}) == "floor: **7.6 s**"
     from PIL import Image
     reds, blues = (Image.open(tmp_path / "gallery" / f"{n}.png").convert("RGB") for n in ("a", "b"))
     assert reds.width == blues.width == gallery.THUMB_WIDTH                     # 900 px scaled down

@@ -64,12 +64,17 @@ def thumbnail(png: bytes, width: int = THUMB_WIDTH) -> bytes:
 
 
 def headline(rec: dict | None) -> str:
-    """The chapter's first claim, as one line: 'name: value unit (baseline name: value)'."""
-    for f in (rec or {}).get("figures", []):
-        if results_page.verdict(f):
-            base = f"{f['baseline_name']}: {results_page.fmt(f['baseline'])} {f['unit']}".strip()
-            return f"{f['name']}: **{results_page.fmt(f['value'])} {f['unit']}".strip() + f"** ({base})"
-    return ""
+    """The chapter's first claim (else its first figure with a baseline, else its first figure),
+    as one line: 'name: value unit (baseline name: value)'."""
+    figs = (rec or {}).get("figures", [])
+    pick = next((f for f in figs if results_page.verdict(f)), None) or next(
+        (f for f in figs if "baseline" in f), None) or (figs[0] if figs else None)
+    if pick is None:
+        return ""
+    text = f"{pick['name']}: **{results_page.fmt(pick['value'])} {pick['unit']}".strip() + "**"
+    if "baseline" in pick:
+        text += f" ({pick['baseline_name']}: {results_page.fmt(pick['baseline'])} {pick['unit']}".rstrip() + ")"
+    return text
 
 
 def render(cards: list[dict]) -> str:
