@@ -19,7 +19,8 @@ help:
 	@echo "make test   - install, run unit/hygiene tests and every notebook under nbmake (smoke profile)"
 	@echo "make bench  - execute every notebook from scratch (full profile), print the results table,"
 	@echo "              write _build/results.json and bench/results-<cpu|cuda>.json (run-time notes)"
-	@echo "              (make bench ARGS='--only 05,06'; JOBS=1 THREADS=2 for other settings)"
+	@echo "              (make bench ONLY=05,06 for some notebooks; SEEDS=0,1,2: a claim must win on each seed;"
+	@echo "               ARGS=--reuse: snapshot the book's own last run; JOBS=1 THREADS=2: other settings)"
 	@echo "make student    - copies of every notebook without solutions, in student/"
 	@echo "make check-html - build the book (smoke profile) and open every page in headless Chromium"
 
@@ -52,7 +53,7 @@ test: venv
 	WORKBOOK_PROFILE=smoke $(BIN)/python -m pytest -q tests --nbmake chapters --nbmake-timeout=600
 
 bench: venv
-	$(BIN)/python tools/bench.py --jobs $(JOBS) --threads $(THREADS) $(ARGS)
+	$(BIN)/python tools/bench.py --jobs $(JOBS) --threads $(THREADS) $(if $(ONLY),--only $(ONLY)) $(if $(SEEDS),--seeds $(SEEDS)) $(ARGS)
 	$(BIN)/python tools/results_page.py --profile full
 
 student: venv
