@@ -70,10 +70,12 @@ class ClassGaussians:
         idx = torch.tensor([self.classes.index(int(c)) for c in y])
         return per_class[torch.arange(len(flat)), idx].float()
 
-    def sample(self, n: int, y: int | None = None, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(self, n: int, y: int | None = None, generator: torch.Generator | None = None,
+               clip: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw ``n`` samples (of class ``y``, or classes drawn from the prior).
 
-        Returns ``(x, labels)`` with ``x`` of shape ``(n, *shape)``, values clipped to ``[-1, 1]``.
+        Returns ``(x, labels)`` with ``x`` of shape ``(n, *shape)``, values clipped to ``[-1, 1]``
+        (the range of images; ``clip=False`` for other data, e.g. latent codes).
         """
         checks.positive_int(n, "n")
         if not self.dists:
@@ -92,7 +94,8 @@ class ClassGaussians:
                 eps = torch.randn(int(m.sum()), out.shape[1], generator=generator, dtype=torch.float64)
                 out[m] = d.loc + eps @ d.scale_tril.T
         classes = torch.tensor(self.classes)[labels]
-        return out.float().clamp(-1, 1).reshape(n, *self.shape), classes
+        out = out.float().clamp(-1, 1) if clip else out.float()
+        return out.reshape(n, *self.shape), classes
 
 
 # --- chapter 3: Gaussian maximum likelihood, mixtures (EM), energy/score models, a direct generator ---

@@ -260,3 +260,16 @@ def test_em_snapshots_replay_the_fit_and_ellipses_are_each_components_contour():
         density.GaussianMixture(2).ellipses()
     with pytest.raises(ValueError, match="2-D mixtures"):
         density.GaussianMixture(2).fit(torch.randn(50, 3), iters=2).ellipses()
+
+
+def test_class_gaussians_clip_images_but_not_codes():
+    from lib import density
+    g = torch.Generator().manual_seed(0)
+    codes = 3 * torch.randn(400, 4, generator=g)
+    y = torch.arange(400) % 2
+    cg = density.ClassGaussians(reg=1e-3).fit(codes, y)
+    clipped, _ = cg.sample(500, generator=torch.Generator().manual_seed(1))
+    free, labels = cg.sample(500, generator=torch.Generator().manual_seed(1), clip=False)
+    assert clipped.abs().max() <= 1 and free.abs().max() > 3        # codes keep their scale
+    assert torch.allclose(free.clamp(-1, 1), clipped)                # the same draws
+    assert free.std().item() == pytest.approx(3.0, rel=0.15) and set(labels.tolist()) == {0, 1}
