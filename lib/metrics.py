@@ -423,3 +423,15 @@ def copy_rate(samples: torch.Tensor, train: torch.Tensor, held_out: torch.Tensor
     checks.probability(quantile, "quantile")
     threshold = torch.quantile(nearest_neighbours(held_out, train)[0], quantile)
     return 100 * float((nearest_neighbours(samples, train)[0] < threshold).double().mean())
+
+
+def record_copy_rate(what: str, samples: torch.Tensor, train: torch.Tensor, held_out: torch.Tensor) -> float:
+    """Record :func:`copy_rate` of a generator's ``samples`` as the page's memorisation figure
+    (a reference next to its quality figure: new real digits score 1 % by construction)."""
+    from . import results
+
+    rate = copy_rate(samples, train, held_out)
+    results.record(f"memorisation: {what} closer to the training set than 99% of test digits",
+                   rate, "%", baseline=1.0, baseline_name="new real digits (by construction)",
+                   higher_is_better=False, kind="reference")
+    return rate

@@ -121,3 +121,17 @@ def test_nearest_neighbours_and_copy_rate_tell_copies_from_new_data():
         metrics.nearest_neighbours(train, torch.randn(5, 3))
     with pytest.raises(ValueError, match="finite"):
         metrics.nearest_neighbours(torch.full((2, 16), float("nan")), train)
+
+
+def test_record_copy_rate_records_the_memorisation_figure_as_a_reference(tmp_path, monkeypatch):
+    import json
+    from lib import metrics
+    f = tmp_path / "r.jsonl"
+    monkeypatch.setenv("WORKBOOK_RESULTS_FILE", str(f))
+    g = torch.Generator().manual_seed(0)
+    train, held_out = torch.randn(200, 1, 4, 4, generator=g), torch.randn(300, 1, 4, 4, generator=g)
+    rate = metrics.record_copy_rate("copies", train[:50], train, held_out)
+    (rec,) = [json.loads(line) for line in f.read_text().splitlines()]
+    assert rate == rec["value"] == 100.0 == metrics.copy_rate(train[:50], train, held_out)
+    assert rec["name"] == "memorisation: copies closer to the training set than 99% of test digits"
+    assert rec["kind"] == "reference" and rec["baseline"] == 1.0 and rec["higher_is_better"] is False

@@ -179,18 +179,14 @@ def store(cache, rec: dict, *, records: Path = RECORDS, root: Path = ROOT) -> di
     nb = nbformat.reads(rec.pop("nb"), as_version=4)
     bundle = CacheBundleIn(nb, str(nb_path), data={"execution_seconds": rec["seconds"]})
     rec["cache_pk"] = cache.cache_notebook_bundle(bundle, check_validity=False, overwrite=True).pk
-    rec["lib"] = lib_hash(root)
-    rp = record_path(nb_path, rec["profile"], records, root)
-    rp.parent.mkdir(parents=True, exist_ok=True)
-    rp.write_text(json.dumps(rec, indent=1))
-    return rec
+    return write_record(rec, rec["profile"], records=records, root=root)
 
 
-def store_seed_record(rec: dict, seed: int, *, records: Path = RECORDS, root: Path = ROOT) -> dict:
-    """Write a robustness run's record (``<profile>-seed<seed>``), outside the book's cache."""
+def write_record(rec: dict, key: str, *, records: Path = RECORDS, root: Path = ROOT) -> dict:
+    """Write an execution record (without the notebook, with the lib digest) under ``key``."""
     rec = {k: v for k, v in rec.items() if k != "nb"}
     rec["lib"] = lib_hash(root)
-    rp = record_path(root / rec["notebook"], f"{rec['profile']}-seed{seed}", records, root)
+    rp = record_path(root / rec["notebook"], key, records, root)
     rp.parent.mkdir(parents=True, exist_ok=True)
     rp.write_text(json.dumps(rec, indent=1))
     return rec
@@ -237,7 +233,7 @@ def run(notebooks: list[Path], *, profile: str, cache_path: Path, jobs: int, thr
             if rec["error"] is None and rec["seed"] == 0:
                 rec = store(cache, rec, records=records, root=root)
             elif rec["error"] is None:
-                rec = store_seed_record(rec, rec["seed"], records=records, root=root)
+                rec = write_record(rec, f"{rec['profile']}-seed{rec['seed']}", records=records, root=root)
             done.append(rec)
             status = f"ERROR {rec['error']}" if rec["error"] else f"{len(rec['figures'])} figure(s)"
             tag = f"  [seed {rec['seed']}]" if len(seeds) > 1 or rec["seed"] else ""
