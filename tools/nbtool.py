@@ -10,6 +10,9 @@
            tools/setup_cell.py (the Colab clone), every notebook's setup cell and the
            README's Colab links. `make book` and `make student` run it: a fork changes
            _config.yml only.
+    python tools/nbtool.py renumber
+        -> numbers every notebook's title by its place in _toc.yml (chapter N from its folder,
+           parts N.1, N.2 where a chapter has several) and the README's table rows to match.
     python tools/nbtool.py clean FILE.ipynb...
         -> strips outputs, execution counts and cell metadata in place.
     python tools/nbtool.py sync-runtime
@@ -263,6 +266,39 @@ def apply_runtime(nb: nbformat.NotebookNode, note: str | None, gpu: bool) -> nbf
     return nb
 
 
+def renumber() -> list[Path]:
+    """Rewrite the number in every notebook's title (and its README table row) from the
+    notebook's place in _toc.yml; returns the files changed."""
+    from toc import toc_notebooks
+
+    by_chapter: dict[int, list[Path]] = {}
+    for path in toc_notebooks():
+        by_chapter.setdefault(int(path.parent.name.split("-")[0]), []).append(path)
+    readme_path = ROOT / "README.md"
+    readme = readme_path.read_text()
+    changed = []
+    for chapter, paths in by_chapter.items():
+        for k, path in enumerate(paths, 1):
+            number = f"{chapter}" if len(paths) == 1 else f"{chapter}.{k}"
+            nb = nbformat.read(path, as_version=4)
+            first, _, rest = nb.cells[0].source.partition("\n")
+            m = TITLE.match(first)
+            if m is None:
+                raise ValueError(f"{path.name}: the first cell has no numbered '# N.k Title' line")
+            new = f"# {number} {m.group(3)}"
+            if new != first:
+                nb.cells[0].source = new + ("\n" + rest if rest else "")
+                nbformat.write(clean(nb), path)
+                changed.append(path)
+            rel = re.escape(path.relative_to(ROOT).as_posix())
+            row = re.compile(rf"^\| [\d.]+ (.*\[{rel}\].*)$", re.M)
+            readme = row.sub(lambda r: f"| {number} {r.group(1)}", readme)
+    if readme != readme_path.read_text():
+        readme_path.write_text(readme)
+        changed.append(readme_path)
+    return changed
+
+
 def main(argv):
     cmd, *args = argv
     if cmd == "build":
@@ -281,6 +317,9 @@ def main(argv):
             first.source = SETUP
             first.metadata["tags"] = ["hide-input"]
             nbformat.write(clean(nb), f)
+    elif cmd == "renumber":
+        for f in renumber():
+            print("wrote", f.relative_to(ROOT))
     elif cmd == "sync-repository":
         for f in sync_repository():
             print("wrote", f.relative_to(ROOT))
