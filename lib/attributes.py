@@ -27,6 +27,8 @@ Images are ``(N, 3, H, W)`` float tensors in ``[-1, 1]``.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import skimage.color
 import skimage.exposure
@@ -181,7 +183,10 @@ def reinhard_transfer(x: torch.Tensor, exemplar: torch.Tensor) -> torch.Tensor:
     mu_a, sd_a = la.mean((1, 2), keepdims=True), la.std((1, 2), keepdims=True)
     mu_b, sd_b = lb.mean((1, 2), keepdims=True), lb.std((1, 2), keepdims=True)
     out = (la - mu_a) / np.maximum(sd_a, 1e-6) * sd_b + mu_b
-    return _back(skimage.color.lab2rgb(out), x)
+    with warnings.catch_warnings():  # colours outside the sRGB gamut are clipped, as intended
+        warnings.simplefilter("ignore", UserWarning)
+        rgb = skimage.color.lab2rgb(out)
+    return _back(rgb, x)
 
 
 # --- 5. measures -------------------------------------------------------------------------------
@@ -233,8 +238,10 @@ def luminance(x: torch.Tensor) -> torch.Tensor:
     return degrade.rgb_to_yuv(x)[:, :1] * 2 - 1
 
 
-def structure_kept(edited: torch.Tensor, source: torch.Tensor) -> float:
+def structure_kept(edited: torch.Tensor, reference: torch.Tensor) -> float:
     """Mean correlation of the luminance edges (gradient magnitudes) of ``edited`` with those of
-    ``source`` (:func:`lib.metrics.structure_correlation`): 1 = every edge where it was, whatever
-    the colours; 0 = unrelated."""
-    return float(metrics.structure_correlation(luminance(source), luminance(edited)).mean())
+    ``reference`` (:func:`lib.metrics.structure_correlation`), both ``(N, 3, H, W)``: 1 = every
+    edge where the reference has one, whatever the colours; 0 = unrelated. With the input as
+    reference: how much of its structure an edit keeps; with the true edit: whether the edit
+    has the edges it should have."""
+    return float(metrics.structure_correlation(luminance(reference), luminance(edited)).mean())
