@@ -95,7 +95,7 @@ def blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     Borders are handled by mirror reflection (``torch``'s ``reflect`` = scipy's ``mirror``),
     so a constant image stays constant. This is true convolution (the kernel is flipped).
     """
-    checks.images(x)
+    checks.images(x.detach())
     check_kernel(kernel)
     kh, kw = kernel.shape
     if kh // 2 >= x.shape[-2] or kw // 2 >= x.shape[-1]:

@@ -521,5 +521,5 @@ def test_encoder_step_with_a_render_sees_degraded_images():
     camera = lambda img: degrade.antique_camera(img, grain=0.0)
     losses = [gan.encoder_step(E, G, opt, batch=32, generator=g, render=camera).item() for _ in range(40)]
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
-    with pytest.raises(ValueError, match="channels"):
+    with pytest.raises(ValueError, match="channel"):
         gan.encoder_step(E, G, opt, batch=4)                           # colour images, grey encoder

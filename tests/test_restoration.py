@@ -192,5 +192,5 @@ def test_match_colours_gives_grey_images_the_reference_colours():
     # the tone curves are monotone: the brightness order of the pixels is kept
     a, b = grey[0, 0].flatten(), out[0, 0].flatten()
     assert (b[a.argsort()].diff() >= -1e-6).all()
-    with pytest.raises(ValueError, match="channels"):
+    with pytest.raises(ValueError, match="channel"):
         R.match_colours(grey, ref[:, :1])
