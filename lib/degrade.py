@@ -6,7 +6,10 @@
 * the HDR camera: :func:`crf` (response curve), :func:`inverse_crf`, :func:`expose` (one clipped,
   noisy, quantised exposure) and :func:`synthetic_radiance` (a linear high-dynamic-range scene
   made from an ordinary photo);
-* colour: :func:`rgb_to_yuv`, :func:`yuv_to_rgb` (the luma/chroma split of colorization).
+* colour: :func:`rgb_to_yuv`, :func:`yuv_to_rgb` (the luma/chroma split of colorization);
+* the antique camera (time-travel rephotography): :func:`film_exposure` (a film's spectral
+  sensitivity: blue-sensitive, orthochromatic, panchromatic) and :func:`antique_camera` (film,
+  lens blur, fading, grain).
 
 Conventions: images are ``(N, C, H, W)`` float tensors in ``[-1, 1]``; *linear radiance*
 (HDR) is ``(N, C, H, W)`` in ``[0, inf)``; low-dynamic-range exposures are in ``[0, 1]``
@@ -92,7 +95,7 @@ def blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     Borders are handled by mirror reflection (``torch``'s ``reflect`` = scipy's ``mirror``),
     so a constant image stays constant. This is true convolution (the kernel is flipped).
     """
-    checks.images(x)
+    checks.images(x.detach())
     check_kernel(kernel)
     kh, kw = kernel.shape
     if kh // 2 >= x.shape[-2] or kw // 2 >= x.shape[-1]:
@@ -216,3 +219,53 @@ def yuv_to_rgb(yuv: torch.Tensor) -> torch.Tensor:
     checks.shape(yuv, (None, 3, None, None), "yuv")
     m = torch.linalg.inv(torch.tensor(_YUV, dtype=torch.float64)).to(yuv)
     return (torch.einsum("ij,njhw->nihw", m, yuv) * 2 - 1).clamp(-1, 1)
+
+
+# --- the antique camera: film sensitivity, blur, fading, grain (rephotography) ------------
+
+FILMS = {"blue-sensitive": (0.0, 0.1, 0.9), "orthochromatic": (0.0, 0.4, 0.6),
+         "panchromatic": (0.299, 0.587, 0.114)}
+"""Spectral sensitivity of a film as weights of the (R, G, B) channels, summing to 1: early
+plates saw only blue light, orthochromatic film (about 1873-1920s) blue and green but no red,
+panchromatic film all three roughly like the eye (the luma weights of :func:`rgb_to_yuv`)."""
+
+
+def film_exposure(x: torch.Tensor, film: str = "orthochromatic") -> torch.Tensor:
+    """The grey image a film records of colour images: ``(N, 3, H, W) -> (N, 1, H, W)``, both in
+    ``[-1, 1]``. Each pixel is the film's weighted sum of the ``[0, 1]`` RGB values
+    (:data:`FILMS`), so grey stays the same grey, and on orthochromatic film a red object turns
+    nearly black while a blue one turns light."""
+    checks.images(x.detach(), channels=3)
+    checks.choice(film, tuple(FILMS), "film")
+    w = torch.tensor(FILMS[film], dtype=x.dtype, device=x.device)
+    return torch.einsum("c,nchw->nhw", w, x)[:, None]          # linear: weights sum to 1
+
+
+def antique_camera(x: torch.Tensor, film: str = "orthochromatic", blur_sigma: float = 0.7,
+                   contrast: float = 0.7, lift: float = 0.15, grain: float = 0.03,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """A photograph of ``x (N, 3, H, W)`` taken with an old camera and aged: ``(N, 1, H, W)`` in ``[-1, 1]``.
+
+    In ``[0, 1]`` units, ``y = clip(lift + contrast * (blur(film(x)) + grain * eps), 0, 1)``:
+
+    1. the film's spectral sensitivity (:func:`film_exposure`): no colour, and the grey levels
+       of colours differ from the eye's (orthochromatic film is blind to red);
+    2. a soft lens: a Gaussian blur of ``blur_sigma`` pixels (``0``: none);
+    3. grain: white Gaussian noise ``eps`` of std ``grain`` (drawn from ``generator``; ``0``: none);
+    4. fading: the range ``[0, 1]`` shrinks to ``[lift, lift + contrast]`` -- no black, dull whites.
+
+    With ``grain = 0`` the camera is deterministic and differentiable: the forward model that
+    degradation-aware inversion fits through (:func:`lib.gan.project` with ``render=``).
+    """
+    checks.images(x.detach(), channels=3)
+    for v, name in ((blur_sigma, "blur_sigma"), (grain, "grain"), (lift, "lift")):
+        checks.nonnegative(v, name)
+    if not 0 < contrast <= 1 or lift + contrast > 1:
+        raise ValueError(f"need 0 < contrast <= 1 and lift + contrast <= 1, got contrast={contrast}, lift={lift}")
+    y = film_exposure(x, film)
+    if blur_sigma > 0:
+        y = blur(y, gaussian_kernel(2 * math.ceil(2.5 * blur_sigma) + 1, blur_sigma))
+    if grain > 0:
+        y = add_noise(y, grain, generator=generator)           # std grain in [0, 1] units
+    u = lift + contrast * (y + 1) / 2
+    return (u.clamp(0, 1) * 2 - 1)

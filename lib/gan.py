@@ -486,8 +486,8 @@ def slerp(z0: torch.Tensor, z1: torch.Tensor, t) -> torch.Tensor:
 
 
 def project(G: nn.Module, x: torch.Tensor, steps: int = 200, lr: float = 0.05, z_init: torch.Tensor | None = None,
-            lam: float = 0.0, z_anchor: torch.Tensor | None = None,
-            labels: torch.Tensor | None = None) -> tuple[torch.Tensor, list[float]]:
+            lam: float = 0.0, z_anchor: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+            render=None, penalty=None) -> tuple[torch.Tensor, list[float]]:
     """Project images into the latent space by gradient descent on ``w`` (optimisation-based inversion):
 
     ``w* = argmin_w ||x - G(w)||^2 / P + lam * ||w - E(x)||^2 / z_dim`` per image (``P`` pixels),
@@ -498,9 +498,13 @@ def project(G: nn.Module, x: torch.Tensor, steps: int = 200, lr: float = 0.05, z
     tanh output is saturated at -1, and the gradient vanishes there.
     ``G`` is put in eval mode (batch-norm statistics fixed, so images are inverted independently).
     A class-conditional ``G`` needs the images' ``labels`` (only ``w`` is optimised; the class is given).
+    *Degradation-aware* inversion (time-travel rephotography, chapter 10): ``render`` (a function
+    ``(N, C, H, W) -> x``'s shape, e.g. an old camera) compares ``render(G(w))`` with ``x``, and
+    ``penalty(G(w)) -> (N,)`` adds any per-image term (a colour loss); ``G(w)`` is the restoration.
     Returns ``(z (N, z_dim), losses)`` with the mean objective before each of the ``steps`` steps.
     """
     checks.images(x, name="images to project")
+    render = render or (lambda img: img)
     checks.positive_int(steps, "steps")
     if not lr > 0 or lam < 0:
         raise ValueError(f"need lr > 0 and lam >= 0, got lr={lr}, lam={lam}")
@@ -528,7 +532,10 @@ def project(G: nn.Module, x: torch.Tensor, steps: int = 200, lr: float = 0.05, z
     try:
         with torch.enable_grad():  # works even when called under torch.no_grad()
             for _ in range(steps):
-                per_image = ((G(z, *cond) - x) ** 2).flatten(1).mean(1)
+                img = G(z, *cond)
+                per_image = ((render(img) - x) ** 2).flatten(1).mean(1)
+                if penalty is not None:
+                    per_image = per_image + penalty(img)
                 if lam > 0:
                     per_image = per_image + lam * ((z - z_anchor) ** 2).mean(1)
                 losses.append(float(per_image.detach().mean()))
@@ -540,9 +547,10 @@ def project(G: nn.Module, x: torch.Tensor, steps: int = 200, lr: float = 0.05, z
 
 
 def encoder_step(E: nn.Module, G: nn.Module, opt: torch.optim.Optimizer, batch: int = 64,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+                 generator: torch.Generator | None = None, render=None) -> torch.Tensor:
     """One training step of a learning-based inverter on fresh pairs ``(G(z), z)``, ``z ~ N(0, I)``:
     minimise ``||E(G(z)) - z||^2`` (mean over coordinates). ``G`` is frozen (eval mode). Returns the loss.
+    With ``render`` (e.g. an old camera) the pairs are ``(render(G(z)), z)``: an encoder of degraded photos.
 
     For a class-conditional ``G`` the pairs are ``(G(z, y), z)`` with ``y`` uniform over the classes:
     the encoder recovers the latent code ``z`` (the style), the class is given separately.
@@ -555,7 +563,7 @@ def encoder_step(E: nn.Module, G: nn.Module, opt: torch.optim.Optimizer, batch: 
         k = getattr(G, "num_classes", None)
         cond = () if k is None else (torch.randint(k, (batch,), generator=generator).to(dev),)
         z = z.to(dev)
-        x = G(z, *cond)
+        x = G(z, *cond) if render is None else render(G(z, *cond))
     loss = ((E(x) - z) ** 2).mean()
     if not torch.isfinite(loss):
         raise FloatingPointError("encoder training diverged: loss is NaN or infinite; lower the learning rate")

@@ -15,7 +15,8 @@
 * image measures of chapters 8 and 10: :func:`hf_energy_ratio` and :func:`sharpness` (how much
   fine detail), :func:`gradient_magnitude`, :func:`image_correlation` (the one Pearson
   correlation helper) and :func:`structure_correlation` (does the output keep the input's
-  edges), :func:`colourfulness`, :func:`log_radiance_error` (HDR, in stops).
+  edges), :func:`colourfulness`, :func:`colour_error` (CIELAB Delta E), :func:`log_radiance_error`
+  (HDR, in stops).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from scipy import linalg
+from skimage.color import deltaE_cie76, rgb2lab
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from . import checks, data, density, runtime, train
@@ -362,6 +364,25 @@ def colourfulness(x: torch.Tensor) -> float:
     sd = torch.sqrt(rg.var(1, unbiased=False) + yb.var(1, unbiased=False))
     mu = torch.sqrt(rg.mean(1) ** 2 + yb.mean(1) ** 2)
     return float((sd + 0.3 * mu).mean())
+
+
+def colour_error(x: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor | None = None) -> float:
+    """Mean colour difference CIE76 ``Delta E`` (Euclidean distance in CIELAB, via scikit-image)
+    between RGB images ``x`` and ``ref``, both ``(N, 3, H, W)`` in ``[-1, 1]``, averaged over pixels
+    and images; with ``mask (N, 1, H, W)`` (1 = counted) over the masked pixels of all images.
+    0 for identical colours; about 2.3 is a just-noticeable difference; a grey image against a
+    saturated red one is about 100."""
+    checks.images(x, channels=3); checks.images(ref, channels=3)
+    if x.shape != ref.shape:
+        raise ValueError(f"x and ref must have the same shape, got {tuple(x.shape)} and {tuple(ref.shape)}")
+    a, b = _to_numpy_unit(x, "x").clip(0, 1), _to_numpy_unit(ref, "ref").clip(0, 1)
+    de = deltaE_cie76(rgb2lab(a), rgb2lab(b))                     # (N, H, W)
+    if mask is None:
+        return float(np.mean(de))
+    m = checks.binary(checks.shape(mask, (len(x), 1, *x.shape[2:]), "mask"), "mask")[:, 0].cpu().numpy() > 0
+    if not m.any():
+        raise ValueError("mask selects no pixel")
+    return float(de[m].mean())
 
 
 def log_radiance_error(est: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor | None = None) -> float:

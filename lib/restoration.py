@@ -4,7 +4,7 @@
 Read top to bottom:
 
 1. **Classical baselines** (scikit-image): :func:`bicubic`, :func:`denoise_classical`,
-   :func:`deconvolve`, :func:`inpaint_biharmonic`, :func:`merge_debevec` (with
+   :func:`deconvolve`, :func:`match_colours`, :func:`inpaint_biharmonic`, :func:`merge_debevec` (with
    :func:`hat_weight`), :func:`tonemap`.
 2. **Networks**: :class:`SRResNet` (built of :class:`EDSRBlock` s), :class:`DnCNN` (also the
    deblurrer), :class:`MultiScaleDeblur`, :class:`ContextEncoder`, :class:`Colorizer`,
@@ -30,6 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from skimage import restoration as skr
+from skimage.exposure import match_histograms
 from skimage import transform as skt
 
 from . import checks, gan, train
@@ -119,6 +120,17 @@ def deconvolve(x: torch.Tensor, kernel: torch.Tensor, method: str = "richardson_
             chans.append(d[p:-p, p:-p])
         out.append(np.stack(chans, -1))
     return _torch(out, x)
+
+
+def match_colours(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Classical colourisation by histogram matching: each channel of ``x (N, C, H, W)`` gets the
+    value distribution of the same channel of ``reference (M, C, H', W')`` (all its images pooled),
+    by a monotone per-channel tone curve (``skimage.exposure.match_histograms``). A grey image
+    repeated to 3 channels thus gets the reference's colour cast: brighter pixels take the colours
+    of the reference's brighter pixels. Both in ``[-1, 1]``; returns ``x``'s shape."""
+    checks.images(x); checks.images(reference, channels=x.shape[1], name="reference")
+    ref = np.concatenate(_np(reference), 0)                       # (M*H', W', C): one pooled image
+    return _torch([match_histograms(im, ref, channel_axis=-1) for im in _np(x)], x)
 
 
 def inpaint_biharmonic(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from lib import data, degrade as D
+from lib import data, degrade as D, metrics
 
 
 def img(n=2, c=1, h=16, w=16, seed=0):
@@ -137,3 +137,60 @@ def test_check_kernel_accepts_blur_kernels_only():
         D.check_kernel(torch.ones(3, 3))
     with pytest.raises(TypeError):
         D.check_kernel(np.ones((3, 3)) / 9)
+
+
+# --- the antique camera (rephotography) ---------------------------------------------------
+
+def _colour(rgb, n=1, size=8):
+    x = torch.tensor(rgb, dtype=torch.float32).view(1, 3, 1, 1) * 2 - 1
+    return x.expand(n, 3, size, size).clone()
+
+
+def test_film_exposure_keeps_grey_and_sees_no_red_on_orthochromatic_film():
+    for film, w in D.FILMS.items():
+        assert abs(sum(w) - 1) < 1e-9, film
+        grey = torch.full((2, 3, 4, 4), 0.3)
+        assert torch.allclose(D.film_exposure(grey, film), grey[:, :1])  # grey stays grey
+    red, blue = _colour((1.0, 0.0, 0.0)), _colour((0.0, 0.0, 1.0))
+    ortho = lambda x: float(D.film_exposure(x, "orthochromatic").mean())
+    assert ortho(red) == pytest.approx(-1.0)  # red records as black
+    assert ortho(blue) > 0.0  # blue records light
+    # panchromatic film is the luma of YUV
+    x = img(2, 3, 6, 6)
+    assert torch.allclose(D.film_exposure(x, "panchromatic"), D.rgb_to_yuv(x)[:, :1] * 2 - 1, atol=1e-5)
+    assert D.film_exposure(x).shape == (2, 1, 6, 6)
+
+
+def test_antique_camera_fades_blurs_and_adds_grain():
+    x = img(3, 3, 16, 16)
+    y = D.antique_camera(x, grain=0.0)
+    assert y.shape == (3, 1, 16, 16)
+    u = (y + 1) / 2  # fading: the range shrinks to [lift, lift + contrast]
+    assert float(u.min()) >= 0.15 - 1e-6 and float(u.max()) <= 0.85 + 1e-6
+    assert torch.equal(y, D.antique_camera(x, grain=0.0))  # deterministic without grain
+    sharp = D.antique_camera(x, blur_sigma=0.0, grain=0.0)
+    assert metrics.sharpness(y) < metrics.sharpness(sharp)  # the lens blurs
+    # no blur, no fading, no grain: exactly the film
+    assert torch.allclose(D.antique_camera(x, blur_sigma=0.0, contrast=1.0, lift=0.0, grain=0.0),
+                          D.film_exposure(x), atol=1e-6)
+    g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    noisy = D.antique_camera(x, grain=0.05, generator=g1)
+    assert torch.equal(noisy, D.antique_camera(x, grain=0.05, generator=g2))  # seeded grain
+    assert 0.03 < float((noisy - y).std()) < 0.1  # std 2 * contrast * grain on [-1, 1]
+    # differentiable without grain: the forward model of degradation-aware inversion
+    xr = x.clone().requires_grad_(True)
+    D.antique_camera(xr, grain=0.0).sum().backward()
+    assert xr.grad is not None and torch.isfinite(xr.grad).all()
+
+
+def test_antique_camera_bad_input():
+    with pytest.raises(ValueError, match="3"):
+        D.antique_camera(img(1, 1, 8, 8))
+    with pytest.raises(ValueError, match="film"):
+        D.antique_camera(img(1, 3, 8, 8), film="kodachrome")
+    with pytest.raises(ValueError, match="contrast"):
+        D.antique_camera(img(1, 3, 8, 8), contrast=0.9, lift=0.3)
+    with pytest.raises(ValueError, match="grain"):
+        D.antique_camera(img(1, 3, 8, 8), grain=-0.1)
+    with pytest.raises(ValueError, match=r"0\.\.255"):
+        D.film_exposure(torch.rand(1, 3, 4, 4) * 255)

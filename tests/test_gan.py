@@ -9,7 +9,7 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from lib import data, gan, metrics, train
+from lib import data, degrade, gan, metrics, train
 
 LOG4 = math.log(4.0)  # sigmoid(log 4) = 0.8, sigmoid(-log 4) = 0.2
 
@@ -274,9 +274,9 @@ def test_interpolation_bad_input():
 
 # --- projection into the latent space ---------------------------------------------------
 
-def _small_generator():
+def _small_generator(out_channels=1):
     torch.manual_seed(0)
-    G = gan.DCGenerator(z_dim=8, ch=8)
+    G = gan.DCGenerator(z_dim=8, ch=8, out_channels=out_channels)
     G.train()
     for m in G.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
@@ -492,3 +492,34 @@ def test_logistic_forms_agree_up_to_rounding():
         gan.g_loss(f, form="exp")
     with pytest.raises(TypeError):
         gan.d_loss(r.numpy(), f)
+
+
+def test_degradation_aware_projection_fits_through_the_camera():
+    """``render``: the generator's image is compared with the photo *after* the forward model, so
+    a grey, blurred photo of a generated colour image is matched by a colour image."""
+    G = _small_generator(out_channels=3)
+    with torch.no_grad():
+        truth = G(torch.randn(3, 8, generator=torch.Generator().manual_seed(1)))
+    camera = lambda img: degrade.antique_camera(img, grain=0.0)
+    old = camera(truth)                                                # (3, 1, 16, 16)
+    z, losses = gan.project(G, old, steps=80, lr=0.1, render=camera)
+    assert z.shape == (3, 8) and losses[-1] < 0.5 * losses[0]
+    with torch.no_grad():
+        assert G(z).shape == (3, 3, 16, 16)
+    # a per-image penalty is added to the objective: a huge one on the mean changes the answer
+    calls = []
+    pen = lambda img: (calls.append(1), 10.0 * img.mean((1, 2, 3)) ** 2)[1]
+    z_pen, losses_pen = gan.project(G, old, steps=5, lr=0.1, render=camera, penalty=pen)
+    assert len(calls) == 5 and losses_pen[0] > losses[0]
+
+
+def test_encoder_step_with_a_render_sees_degraded_images():
+    G = _small_generator(out_channels=3)
+    E = gan.Encoder(z_dim=8, ch=8)                                     # reads 1-channel photos
+    opt = torch.optim.Adam(E.parameters(), 2e-3)
+    g = torch.Generator().manual_seed(0)
+    camera = lambda img: degrade.antique_camera(img, grain=0.0)
+    losses = [gan.encoder_step(E, G, opt, batch=32, generator=g, render=camera).item() for _ in range(40)]
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
+    with pytest.raises(ValueError, match="channel"):
+        gan.encoder_step(E, G, opt, batch=4)                           # colour images, grey encoder

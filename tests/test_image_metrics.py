@@ -135,3 +135,25 @@ def test_record_copy_rate_records_the_memorisation_figure_as_a_reference(tmp_pat
     assert rate == rec["value"] == 100.0 == metrics.copy_rate(train[:50], train, held_out)
     assert rec["name"] == "memorisation: copies closer to the training set than 99% of test digits"
     assert rec["kind"] == "reference" and rec["baseline"] == 1.0 and rec["higher_is_better"] is False
+
+
+def test_colour_error_is_zero_for_equal_images_and_large_for_grey_vs_red():
+    x = img(2, 3, 8, 8)
+    assert metrics.colour_error(x, x) == pytest.approx(0.0, abs=1e-9)
+    red = torch.tensor([1.0, -1.0, -1.0]).view(1, 3, 1, 1).expand(1, 3, 4, 4)
+    grey = torch.zeros(1, 3, 4, 4)
+    assert metrics.colour_error(grey, red) > 50
+    assert metrics.colour_error(grey, red) == pytest.approx(metrics.colour_error(red, grey))
+    with pytest.raises(ValueError, match="shape"):
+        metrics.colour_error(x, x[:1])
+    # with a mask only the masked pixels count
+    y = x.clone()
+    y[:, :, :4] = red.expand(2, 3, 4, 4).repeat(1, 1, 1, 2)      # top half differs
+    top = torch.zeros(2, 1, 8, 8)
+    top[:, :, :4] = 1
+    assert metrics.colour_error(y, x, 1 - top) == pytest.approx(0.0, abs=1e-9)
+    assert metrics.colour_error(y, x, top) == pytest.approx(2 * metrics.colour_error(y, x))
+    with pytest.raises(ValueError, match="no pixel"):
+        metrics.colour_error(x, x, torch.zeros(2, 1, 8, 8))
+    with pytest.raises(ValueError, match="3"):
+        metrics.colour_error(img(1, 1), img(1, 1))

@@ -178,3 +178,19 @@ def test_edsr_block_and_skip_encoder_decoder_shapes():
     assert body(img(2, 3, 16, 16)).shape == (2, 8, 16, 16)
     with pytest.raises(ValueError):
         R.SkipEncoderDecoder(0, 8)
+
+
+def test_match_colours_gives_grey_images_the_reference_colours():
+    grey = img(2, 1, 8, 8).repeat(1, 3, 1, 1)
+    ref = torch.stack([torch.full((8, 8), 0.8), torch.full((8, 8), -0.2), torch.full((8, 8), -0.6)])[None]
+    ref = ref + 0.1 * img(1, 3, 8, 8)
+    out = R.match_colours(grey, ref)
+    assert out.shape == grey.shape
+    assert metrics.colourfulness(out) > metrics.colourfulness(grey) + 10  # got a colour cast
+    for c in range(3):  # each channel takes the reference's distribution (its mean)
+        assert abs(float(out[:, c].mean() - ref[:, c].mean())) < 0.05
+    # the tone curves are monotone: the brightness order of the pixels is kept
+    a, b = grey[0, 0].flatten(), out[0, 0].flatten()
+    assert (b[a.argsort()].diff() >= -1e-6).all()
+    with pytest.raises(ValueError, match="channel"):
+        R.match_colours(grey, ref[:, :1])
