@@ -44,13 +44,21 @@ MISSING = "—"
 
 
 KINDS = ("claim", "reference")
-# A table row whose label contains one of these is a reference row (see Table).
+# A table row whose label contains one of these marks, or starts with one of these
+# prefixes (real data, the ground truth), is a reference row (see Table).
 REFERENCE_MARKS = ("(floor)", "(reference)", "(oracle)")
+REFERENCE_PREFIXES = ("real ", "ground truth", "original")
+
+
+def is_reference_row(label: str) -> bool:
+    """Whether a table row is a yardstick by its label: a floor, a reference, an oracle,
+    real data or the ground truth (``REFERENCE_MARKS``, ``REFERENCE_PREFIXES``)."""
+    return any(m in label for m in REFERENCE_MARKS) or label.lower().startswith(REFERENCE_PREFIXES)
 
 
 def record(name: str, value: float, unit: str = "", *, baseline: float | None = None,
            baseline_name: str | None = None, higher_is_better: bool | None = None,
-           kind: str = "claim") -> None:
+           kind: str = "claim") -> "Figure":
     """Record one figure (one JSON line in ``WORKBOOK_RESULTS_FILE`` if that is set).
 
     ``name``: what was measured ("test accuracy"); ``unit``: "%", "bits/dim", ...
@@ -58,7 +66,8 @@ def record(name: str, value: float, unit: str = "", *, baseline: float | None = 
     ``kind``: ``"claim"`` (the default: the method is meant to beat its baseline, and
     ``make bench`` fails when it does not) or ``"reference"`` (a row that is a lesson or a
     yardstick, not a win: a memoriser, an over-fitted K, a known limitation, a paper's number).
-    The figure is kept for :func:`figure` (a sentence that states it).
+    Returns the :class:`Figure` (also kept for :func:`figure`): a float that, formatted
+    into a sentence, is tagged with its name; a cell ending in ``record(...)`` shows nothing.
     It is echoed as one line of text, except in the static book build
     (``runtime.static()``), where the page's own table or prose shows the number and
     the figure goes into the page as an invisible ``span.workbook-figure`` (its JSON in
@@ -89,11 +98,12 @@ def record(name: str, value: float, unit: str = "", *, baseline: float | None = 
         if baseline is not None:
             text += f"   ({rec['baseline_name']}: {float(baseline):.4g} {unit})".rstrip()
         print(text)
-    _FIGURES[name] = Figure(rec)
+    fig = _FIGURES[name] = Figure(rec)
     path = os.environ.get("WORKBOOK_RESULTS_FILE")
     if path:
         with open(path, "a") as f:
             f.write(json.dumps(rec) + "\n")
+    return fig
 
 
 _record = record  # table() has a keyword of the same name
@@ -120,8 +130,8 @@ class Table:
     and plain text (``str``: a terminal). ``cells`` holds the values as given (floats
     untouched), ``text`` the strings shown, ``bold`` which cells are marked best.
     ``reference_rows``: rows that are yardsticks (a floor, an oracle, real data), shown in
-    italics and never marked best; by default the rows whose label contains one of
-    ``REFERENCE_MARKS`` ("(floor)", "(reference)", "(oracle)"). ``numeric``: which
+    italics and never marked best; by default the rows :func:`is_reference_row` finds
+    ("... (floor)", "... (oracle)", "real ...", "ground truth", ...). ``numeric``: which
     columns hold numbers (right-aligned; text columns are left-aligned).
     """
 
@@ -164,7 +174,7 @@ class Table:
             raise ValueError(f"winner {winner!r} is not a row; rows are {list(self.cells)}")
         self.winner = winner
         if reference_rows is None:
-            reference_rows = [r for r in self.cells if any(m in r for m in REFERENCE_MARKS)]
+            reference_rows = [r for r in self.cells if is_reference_row(r)]
         elif isinstance(reference_rows, str) or set(reference_rows) - set(self.cells):
             raise ValueError(f"reference_rows must be row labels, got {reference_rows!r}; "
                              f"rows are {list(self.cells)}")
@@ -326,23 +336,27 @@ _TAG = re.compile(r'<span class="workbook-number"[^>]*>([^<]*)</span>')
 MINUS = "\u2212"
 
 
-class Number:
-    """One recorded number (a figure's value, its baseline, their difference or ratio) that
-    formats itself as the tagged text of a sentence: ``f"{n:.2f}"`` gives
-    ``<span class="workbook-number" data-record="NAME" data-field="FIELD">1.23</span>``.
-    ``float(n)`` is the number itself. Format specs: fixed, general or exponent
-    (``.2f``, ``+.1f``, ``,.0f``, ``.3g``, ``.1e``; default ``.4g``); no ``%``, because the
-    book's test reads the number shown and compares it with the record."""
+class Number(float):
+    """One recorded number (a figure's value, its baseline, their difference or ratio): a
+    float that, formatted into a sentence, is tagged with its record: ``f"{n:.2f}"`` gives
+    ``<span class="workbook-number" data-record="NAME" data-field="FIELD">1.23</span>``
+    (``str(n)`` and arithmetic are those of the plain number). Format specs: fixed,
+    general or exponent (``.2f``, ``+.1f``, ``,.0f``, ``.3g``, ``.1e``; default ``.4g``);
+    no ``%``, because the book's test reads the number shown and compares it with the
+    record. A cell that ends in a call returning one shows nothing (the page's table or
+    sentence shows the number)."""
 
     FIELDS = ("value", "baseline", "gain", "ratio")
 
-    def __init__(self, name: str, field: str, number: float):
-        if field not in self.FIELDS:
-            raise ValueError(f"field must be one of {self.FIELDS}, got {field!r}")
+    def __new__(cls, name: str, field: str, number: float):
+        if field not in cls.FIELDS:
+            raise ValueError(f"field must be one of {cls.FIELDS}, got {field!r}")
+        self = super().__new__(cls, float(number))
         self.name, self.field, self.number = name, field, float(number)
+        return self
 
-    def __float__(self) -> float:
-        return self.number
+    def _ipython_display_(self) -> None:
+        pass
 
     def __format__(self, spec: str) -> str:
         if not _SPEC.fullmatch(spec):
@@ -353,7 +367,7 @@ class Number:
                 f'data-field="{self.field}">{text}</span>')
 
     def __str__(self) -> str:
-        return format(self)
+        return float.__repr__(self.number)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {self.field!r}, {self.number!r})"
@@ -364,10 +378,11 @@ class Figure(Number):
     ``.baseline``, ``.gain`` (value - baseline) and ``.ratio`` (value / baseline) are the
     other numbers a sentence states about it; ``.value`` and ``.unit`` as recorded."""
 
-    def __init__(self, rec: Mapping[str, Any]):
-        super().__init__(rec["name"], "value", rec["value"])
+    def __new__(cls, rec: Mapping[str, Any]):
+        self = super().__new__(cls, rec["name"], "value", rec["value"])
         self.value, self.unit = self.number, rec.get("unit", "")
         self._baseline = rec.get("baseline")
+        return self
 
     def _need_baseline(self) -> float:
         if self._baseline is None:

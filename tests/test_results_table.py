@@ -144,9 +144,12 @@ def test_text_columns_are_left_aligned_and_number_columns_right_aligned():
 
 def test_reference_rows_are_never_marked_best():
     rows = {"real digits (floor)": (3.0, 0.0), "Gaussians": (40.0, 2.0), "DCGAN": (20.0, 1.0),
-            "best of 8 (oracle)": (10.0, 0.5)}
+            "best of 8 (oracle)": (10.0, 0.5), "real digits, 64 of them": (8.0, 0.0)}
     t = results.Table(rows, ["FDD", "copies"], title="t", higher_is_better=False)
-    assert t.references == ["real digits (floor)", "best of 8 (oracle)"]   # by their label's mark
+    # by their label: a mark, or real data
+    assert t.references == ["real digits (floor)", "best of 8 (oracle)", "real digits, 64 of them"]
+    assert [r for r in ["Ground truth", "original (true colours)", "unreal model", "surreal (ours)"]
+            if results.is_reference_row(r)] == ["Ground truth", "original (true colours)"]
     assert [r for r in rows if t.bold[r]["FDD"]] == ["DCGAN"]             # not the floor's 3.0
     assert [r for r in rows if t.bold[r]["copies"]] == ["DCGAN"]
     h = t._repr_html_()
@@ -204,3 +207,17 @@ def test_say_shows_markdown_in_a_kernel_and_plain_text_elsewhere(monkeypatch, ca
     assert type(md).__name__ == "Markdown" and SPAN.findall(md.data) == [("acc", "value", "97.2")]
     with pytest.raises(ValueError, match="non-empty"):
         results.say("  ")
+
+
+def test_record_returns_the_figure_a_float_that_a_cell_does_not_echo(monkeypatch, capsys):
+    monkeypatch.delenv("WORKBOOK_RESULTS_FILE", raising=False)
+    monkeypatch.setenv("WORKBOOK_STATIC", "1")
+    f = results.record("copy rate", 1.5, "%", baseline=1.0)
+    assert isinstance(f, results.Figure) and isinstance(f, float) and f is results.figure("copy rate")
+    assert f == 1.5 and f + 1 == 2.5 and f > f.baseline and str(f) == "1.5" and f.unit == "%"
+    assert SPAN.findall(f"{f:.1f}") == [("copy rate", "value", "1.5")]   # formatted: tagged
+    from IPython.core.formatters import DisplayFormatter
+    data, _ = DisplayFormatter().format(f)       # what a cell ending in record(...) shows
+    assert data == {}
+    data, _ = DisplayFormatter().format(1.5)
+    assert data == {"text/plain": "1.5"}         # (a plain float would be echoed)

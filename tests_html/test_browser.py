@@ -436,6 +436,22 @@ RESIDUE = {
 }
 
 
+# an output block that is nothing but a number, a bool, None, a tensor or a tuple of them
+BARE_VALUE = re.compile(r"\(?\s*((tensor\()?[-+]?(\d[\d.]*(e[-+]?\d+)?|nan|inf|True|False|None)\)?,?\s*)+\)?")
+
+
+def test_residue_patterns_catch_what_they_name():
+    found = {what for what, pat in RESIDUE.items()
+             for text in ["the *training* set", "a __bold__ word", "{'steps': 200, 'lr': 0.001}",
+                          "Sequential(\n  (0): Conv2d(1, 32, ...)", "<lib.nets.UNet object at 0x7f3a2c>"]
+             if pat.search(text)}
+    assert found == set(RESIDUE)
+    clean = ["x_0 and x_t", "2 * 3 = 6", "p(x) * q(x)", "best in its column *", "snake_case_name"]
+    assert not [t for t in clean if any(p.search(t) for p in RESIDUE.values())]
+    assert all(BARE_VALUE.fullmatch(t) for t in ["0.0", "tensor(3.5000)", "(1.5, 2)", "True", "-3e-05"])
+    assert not any(BARE_VALUE.fullmatch(t) for t in ["PSNR 25.3 dB", "0.0 %  (baseline 1.0)", "done"])
+
+
 @pytest.mark.parametrize("page_path", PAGES)
 def test_outputs_hold_no_residue(browser, server, page_path):
     """Outputs say what they mean: no raw `*`/`_` Markdown emphasis, no `nan` in a table,
@@ -447,6 +463,10 @@ def test_outputs_hold_no_residue(browser, server, page_path):
         found = [f"{what}: {m.group(0)!r}" for text in outputs for what, pat in RESIDUE.items()
                  for m in pat.finditer(text)]
         assert not found, f"{len(found)} residue(s) in the outputs: {found[:6]}"
+        blocks = page.evaluate("""() => [...document.querySelectorAll('.cell_output > .output')]
+            .filter(e => e.getClientRects().length).map(e => e.innerText.trim())""")
+        bare = [b for b in blocks if BARE_VALUE.fullmatch(b)]
+        assert not bare, f"an output that is only a value (a cell ending in a call that returns it): {bare[:5]}"
         cells = page.eval_on_selector_all("main table td, main table th", "els => els.map(e => e.innerText.trim())")
         nans = [c for c in cells if re.search(r"\bnan\b", c, re.I)]
         pre = [m.group(0) for text in outputs for m in re.finditer(r"(?<![\w'\"])nan(?![\w'\"])", text, re.I)]
@@ -541,7 +561,8 @@ def test_screenshots_of_five_pages(browser, server, page_path):
     try:
         page.goto(f"{server}/{page_path}.html", wait_until="load")
         page.wait_for_load_state("networkidle")
-        page.wait_for_function("() => [...document.images].every(i => i.complete && i.naturalWidth > 0)")
+        page.wait_for_function("() => [...document.images].every(i => i.complete && i.naturalWidth > 0)",
+                               timeout=60000)
         SHOTS.mkdir(parents=True, exist_ok=True)
         name = page_path.replace("/", "_")
         page.screenshot(path=str(SHOTS / f"{name}.png"))
