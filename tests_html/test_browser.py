@@ -42,6 +42,7 @@ REPO = _URL.removeprefix("https://github.com/")  # OWNER/NAME, from _config.yml
 
 PAGES = toc_files()
 MIN_SHOWN = 0.6        # a figure may be shown at no less than 60 % of its natural width
+LOAD_MS = 120_000      # a page may take long to load on a loaded shared machine (not a defect)
 IMAGE_FILE = re.compile(r"([\w-]+/)*[\w.-]+\.(png|jpe?g|gif|svg)$", re.I)
 
 
@@ -85,8 +86,8 @@ def open_page(browser, server, page_path):
             blocked.append(r.request.url)
             r.abort()
     page.route("**/*", route)
-    page.goto(f"{server}/{page_path}.html", wait_until="load")
-    page.wait_for_load_state("networkidle")
+    page.goto(f"{server}/{page_path}.html", wait_until="load", timeout=LOAD_MS)
+    page.wait_for_load_state("networkidle", timeout=LOAD_MS)
     return ctx, page, errors, blocked
 
 
@@ -269,8 +270,8 @@ def test_dark_mode_keeps_figures_and_text_readable(browser, server, page_path):
     page = ctx.new_page()
     page.route("**/*", lambda r: r.continue_() if urlparse(r.request.url).hostname == "127.0.0.1" else r.abort())
     try:
-        page.goto(f"{server}/{page_path}.html", wait_until="load")
-        page.wait_for_load_state("networkidle")
+        page.goto(f"{server}/{page_path}.html", wait_until="load", timeout=LOAD_MS)
+        page.wait_for_load_state("networkidle", timeout=LOAD_MS)
         page.wait_for_function("() => [...document.querySelectorAll('.cell_output img')].every(i => i.complete)")
         got = page.evaluate(DARK)
         assert got["theme"] == "dark", "the page did not switch to dark mode"
@@ -559,8 +560,8 @@ def test_screenshots_of_five_pages(browser, server, page_path):
     page = ctx.new_page()
     page.route("**/*", lambda r: r.continue_() if urlparse(r.request.url).hostname == "127.0.0.1" else r.abort())
     try:
-        page.goto(f"{server}/{page_path}.html", wait_until="load")
-        page.wait_for_load_state("networkidle")
+        page.goto(f"{server}/{page_path}.html", wait_until="load", timeout=LOAD_MS)
+        page.wait_for_load_state("networkidle", timeout=LOAD_MS)
         page.wait_for_function("() => [...document.images].every(i => i.complete && i.naturalWidth > 0)",
                                timeout=60000)
         SHOTS.mkdir(parents=True, exist_ok=True)
