@@ -448,11 +448,12 @@ def copy_rate(samples: torch.Tensor, train: torch.Tensor, held_out: torch.Tensor
 
 def record_copy_rate(what: str, samples: torch.Tensor, train: torch.Tensor, held_out: torch.Tensor) -> float:
     """Record :func:`copy_rate` of a generator's ``samples`` as the page's memorisation figure
-    (a reference next to its quality figure: new real digits score 1 % by construction)."""
+    (a reference next to its quality figure: new real digits score 1 % by construction).
+    Returns the recorded figure (a float, :class:`lib.results.Figure`; a cell ending in
+    this call shows nothing)."""
     from . import results
 
     rate = copy_rate(samples, train, held_out)
-    results.record(f"memorisation: {what} closer to the training set than 99% of test digits",
-                   rate, "%", baseline=1.0, baseline_name="new real digits (by construction)",
-                   higher_is_better=False, kind="reference")
-    return rate
+    return results.record(f"memorisation: {what} closer to the training set than 99% of test digits",
+                          rate, "%", baseline=1.0, baseline_name="new real digits (by construction)",
+                          higher_is_better=False, kind="reference")

@@ -83,7 +83,7 @@ def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 1, scal
         x = torch.nn.functional.interpolate(x, scale_factor=scale, mode="nearest")
     nrow = nrow or int(math.ceil(math.sqrt(len(x))))
     grid = torchvision.utils.make_grid(x, nrow=nrow, padding=pad, pad_value=1.0)
-    if pad:
+    if pad and len(x) > 1:  # make_grid returns a single image as it is, with no border
         grid = grid[:, pad:-pad, pad:-pad]
     return grid[: images.shape[1]].permute(1, 2, 0).numpy()
 

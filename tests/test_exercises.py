@@ -210,3 +210,12 @@ def test_every_checker_is_called_by_its_exercise():
         f"checkers without a check cell: {sorted(set(exercises.labels()) - called)}; "
         f"check cells without a checker: {sorted(called - set(exercises.labels()))}"
     )
+
+
+def test_a_verdict_is_printed_wrapped_to_the_books_column(capsys):
+    words = [f"word{i}" for i in range(60)]  # 410 characters
+    v = exercises.Verdict("ch01-ridge", True, " ".join(words) + "\nsecond paragraph")
+    lines = str(v).splitlines()
+    assert len(lines) > 3 and all(len(line) <= exercises.WIDTH for line in lines)
+    assert lines[0].startswith("[ch01-ridge] on track: word0") and lines[-1] == "second paragraph"
+    assert str(v).split() == ["[ch01-ridge]", "on", "track:", *words, "second", "paragraph"]

@@ -127,3 +127,97 @@ def test_record_leaves_an_invisible_copy_in_the_static_page(monkeypatch):
     (html_text,) = [o["text/html"] for o in shown]
     m = re.fullmatch(r'<span class="workbook-figure" hidden data-figure="([^"]*)"></span>', html_text)
     assert json.loads(html.unescape(m.group(1))) == {"name": 'PSNR "x" <y>', "value": 25.5, "unit": "dB"}
+
+
+def test_text_columns_are_left_aligned_and_number_columns_right_aligned():
+    t = results.Table({"a": (1.5, "sharp edges"), "b": (None, "blur")}, ["PSNR", "note"], title="t")
+    assert t.numeric == {"PSNR": True, "note": False}
+    h = t._repr_html_()
+    assert '<th style="text-align: right">PSNR</th>' in h and '<th style="text-align: left">note</th>' in h
+    assert '<td style="text-align: right">1.5</td>' in h and '<td style="text-align: left">sharp edges</td>' in h
+    assert '<td style="text-align: right">—</td>' in h                 # a missing number stays a number cell
+    assert "| :--- | ---: | :--- |" in t._repr_markdown_()
+    lines = str(t).splitlines()
+    assert lines[3].startswith("a") and "1.5  sharp edges" in lines[3]  # text starts in its column
+    assert lines[4].endswith("—  blur")                                  # padded right, not left
+
+
+def test_reference_rows_are_never_marked_best():
+    rows = {"real digits (floor)": (3.0, 0.0), "Gaussians": (40.0, 2.0), "DCGAN": (20.0, 1.0),
+            "best of 8 (oracle)": (10.0, 0.5), "real digits, 64 of them": (8.0, 0.0)}
+    t = results.Table(rows, ["FDD", "copies"], title="t", higher_is_better=False)
+    # by their label: a mark, or real data
+    assert t.references == ["real digits (floor)", "best of 8 (oracle)", "real digits, 64 of them"]
+    assert [r for r in ["Ground truth", "original (true colours)", "unreal model", "surreal (ours)"]
+            if results.is_reference_row(r)] == ["Ground truth", "original (true colours)"]
+    assert [r for r in rows if t.bold[r]["FDD"]] == ["DCGAN"]             # not the floor's 3.0
+    assert [r for r in rows if t.bold[r]["copies"]] == ["DCGAN"]
+    h = t._repr_html_()
+    assert "<strong>3</strong>" not in h and "<strong>20</strong>" in h
+    assert '<tr class="workbook-reference"><th style="text-align: left"><em>real digits (floor)</em>' in h
+    assert "| *real digits (floor)* |" in t._repr_markdown_()
+    named = results.Table(rows, ["FDD", "copies"], title="t", higher_is_better=False,
+                          reference_rows=["Gaussians"])
+    assert named.references == ["Gaussians"] and named.bold["real digits (floor)"]["FDD"]
+    with pytest.raises(ValueError, match="reference_rows must be row labels"):
+        results.Table(rows, ["FDD", "copies"], title="t", reference_rows=["nope"])
+    with pytest.raises(ValueError, match="cannot be a reference row"):
+        results.Table(rows, ["FDD", "copies"], title="t", winner="real digits (floor)")
+
+
+SPAN = re.compile(r'<span class="workbook-number" data-record="([^"]*)" data-field="(\w+)">([^<]*)</span>')
+
+
+def test_a_recorded_figure_formats_itself_as_a_number_tagged_with_its_name(monkeypatch, capsys):
+    monkeypatch.delenv("WORKBOOK_RESULTS_FILE", raising=False)
+    monkeypatch.setenv("WORKBOOK_STATIC", "1")
+    results.table(ROWS, ["PSNR", "SSIM"], title="x4 SR", units={"PSNR": "dB"}, higher_is_better=True,
+                  record={'SR PSNR, "SRGAN"': ("SRGAN", "PSNR", "SRResNet")})
+    results.record("bits", 1.2345e-3, "bits/dim")
+    capsys.readouterr()
+    f = results.figure('SR PSNR, "SRGAN"')
+    assert float(f) == f.value == 25.0 and f.unit == "dB"
+    got = SPAN.findall(f"gain {f.gain:+.2f} dB over {f.baseline:.1f} dB, ratio {f.ratio:.3f}, {f}")
+    assert [(html.unescape(n), fld, t) for n, fld, t in got] == [
+        ('SR PSNR, "SRGAN"', "gain", "\u22120.50"), ('SR PSNR, "SRGAN"', "baseline", "25.5"),
+        ('SR PSNR, "SRGAN"', "ratio", "0.980"), ('SR PSNR, "SRGAN"', "value", "25")]
+    assert SPAN.findall(f"{results.figure('bits'):.2e}") == [("bits", "value", "1.23e\u221203")]
+    with pytest.raises(ValueError, match="format spec"):
+        format(f, ".1%")
+    with pytest.raises(ValueError, match="without a baseline"):
+        results.figure("bits").gain
+    with pytest.raises(ValueError, match="no figure recorded under 'nope'"):
+        results.figure("nope")
+    results.record("bits", 2.0)                       # the figure recorded last under a name
+    assert results.figure("bits").value == 2.0
+
+
+def test_say_shows_markdown_in_a_kernel_and_plain_text_elsewhere(monkeypatch, capsys):
+    monkeypatch.delenv("WORKBOOK_RESULTS_FILE", raising=False)
+    monkeypatch.setenv("WORKBOOK_STATIC", "1")
+    results.record("acc", 97.25, "%", baseline=90.0)
+    f = results.figure("acc")
+    results.say(f"accuracy {f:.1f}% (*{f.gain:+.1f}* points)")
+    assert capsys.readouterr().out == "accuracy 97.2% (*+7.2* points)\n"
+    shown = []
+    monkeypatch.setattr(results, "get_ipython", lambda: object())
+    monkeypatch.setattr(results, "display", lambda obj, raw=False: shown.append(obj))
+    results.say(f"accuracy {f:.1f}%")
+    (md,) = shown
+    assert type(md).__name__ == "Markdown" and SPAN.findall(md.data) == [("acc", "value", "97.2")]
+    with pytest.raises(ValueError, match="non-empty"):
+        results.say("  ")
+
+
+def test_record_returns_the_figure_a_float_that_a_cell_does_not_echo(monkeypatch, capsys):
+    monkeypatch.delenv("WORKBOOK_RESULTS_FILE", raising=False)
+    monkeypatch.setenv("WORKBOOK_STATIC", "1")
+    f = results.record("copy rate", 1.5, "%", baseline=1.0)
+    assert isinstance(f, results.Figure) and isinstance(f, float) and f is results.figure("copy rate")
+    assert f == 1.5 and f + 1 == 2.5 and f > f.baseline and str(f) == "1.5" and f.unit == "%"
+    assert SPAN.findall(f"{f:.1f}") == [("copy rate", "value", "1.5")]   # formatted: tagged
+    from IPython.core.formatters import DisplayFormatter
+    data, _ = DisplayFormatter().format(f)       # what a cell ending in record(...) shows
+    assert data == {}
+    data, _ = DisplayFormatter().format(1.5)
+    assert data == {"text/plain": "1.5"}         # (a plain float would be echoed)

@@ -203,3 +203,12 @@ def test_across_seeds_matches_figures_by_position_and_a_claim_must_win_on_every_
     page = results_page.render("full")
     assert "## Across seeds" in page
     assert "| FDD (K = 8) | 18.7 ± 5.7 (14..25)  | Gauss: 22.8 | 2 of 3 seeds (***lost***) |" in page
+
+
+def test_a_claims_label_is_shortened_at_a_word_never_inside_one():
+    name = "VQ-VAE + autoregressive code prior (trained to the end), samples FDD"
+    label = results_page.claim_label("vqvae", name)
+    assert len(label) <= 64 and label.endswith(" …") and label.startswith("vqvae: VQ-VAE")
+    kept = label.removesuffix(" …").removeprefix("vqvae: ").split()
+    assert kept == name.split()[: len(kept)]                  # whole words only
+    assert results_page.claim_label("hdr", "HDR error") == "hdr: HDR error"

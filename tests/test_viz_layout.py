@@ -132,3 +132,12 @@ def test_figures_have_an_opaque_background_for_dark_mode():
         assert rgba[..., 3].min() == 255, "every pixel is opaque"
         assert (rgba[0, 0, :3] == 255).all(), "the background is white"
     plt.close("all")
+
+
+def test_a_single_image_keeps_every_pixel():
+    """make_grid adds no border around one image: image_grid must not crop one off."""
+    x = torch.linspace(-1, 1, 35).reshape(1, 1, 7, 5)
+    grid = viz.image_grid(x, pad=1)
+    assert grid.shape == (7, 5, 1)
+    assert np.allclose(grid[..., 0], ((x[0, 0] + 1) / 2).numpy())
+    assert viz.image_grid(x, pad=2, scale=3).shape == (21, 15, 1)

@@ -8,8 +8,11 @@ launch link points at this notebook on the main branch. Figures: no cell-output 
 shrunk below 60 % of its natural width, every image has an alt text in words (not a file
 path), a click on a figure opens it at full size. Numbering: every exercise box shows the
 number tools/nbtool.py computes (Exercise N.k, per chapter), and every page title in the
-sidebar starts with its chapter/part number. Screenshots go to _build/screenshots/ for a
-person to look at.
+sidebar starts with its chapter/part number. Outputs: no output line wider than the column,
+no raw Markdown emphasis, no `nan` in a table, no repr of a config or a module. Numbers in
+sentences: every number tagged by lib.results.figure equals the figure in the execution's
+records (_build/records/<profile>/). Screenshots go to _build/screenshots/ for a person to
+look at (the top and the whole of five pages at 1280x1000, among others).
 """
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ REPO = _URL.removeprefix("https://github.com/")  # OWNER/NAME, from _config.yml
 
 PAGES = toc_files()
 MIN_SHOWN = 0.6        # a figure may be shown at no less than 60 % of its natural width
+LOAD_MS = 120_000      # a page may take long to load on a loaded shared machine (not a defect)
 IMAGE_FILE = re.compile(r"([\w-]+/)*[\w.-]+\.(png|jpe?g|gif|svg)$", re.I)
 
 
@@ -82,8 +86,8 @@ def open_page(browser, server, page_path):
             blocked.append(r.request.url)
             r.abort()
     page.route("**/*", route)
-    page.goto(f"{server}/{page_path}.html", wait_until="load")
-    page.wait_for_load_state("networkidle")
+    page.goto(f"{server}/{page_path}.html", wait_until="load", timeout=LOAD_MS)
+    page.wait_for_load_state("networkidle", timeout=LOAD_MS)
     return ctx, page, errors, blocked
 
 
@@ -266,8 +270,8 @@ def test_dark_mode_keeps_figures_and_text_readable(browser, server, page_path):
     page = ctx.new_page()
     page.route("**/*", lambda r: r.continue_() if urlparse(r.request.url).hostname == "127.0.0.1" else r.abort())
     try:
-        page.goto(f"{server}/{page_path}.html", wait_until="load")
-        page.wait_for_load_state("networkidle")
+        page.goto(f"{server}/{page_path}.html", wait_until="load", timeout=LOAD_MS)
+        page.wait_for_load_state("networkidle", timeout=LOAD_MS)
         page.wait_for_function("() => [...document.querySelectorAll('.cell_output img')].every(i => i.complete)")
         got = page.evaluate(DARK)
         assert got["theme"] == "dark", "the page did not switch to dark mode"
@@ -396,5 +400,176 @@ def test_the_landing_page_shows_one_figure_per_chapter_linked_to_it(browser, ser
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.locator(".workbook-gallery").first.scroll_into_view_if_needed()
         page.screenshot(path=str(SHOTS / "landing_gallery.png"), full_page=False)
+    finally:
+        ctx.close()
+
+
+# --- what a reader should never meet in an output -------------------------------------------
+
+@pytest.mark.parametrize("page_path", PAGES)
+def test_outputs_fit_the_column(browser, server, page_path):
+    """No output line (printed text, a table, a Markdown output) is wider than the column:
+    nothing in an output area scrolls sideways or spills over the column."""
+    ctx, page, _, _ = open_page(browser, server, page_path)
+    try:
+        sizes = page.evaluate("""() => {
+            const col = document.querySelector('main article') || document.querySelector('main');
+            const right = col.getBoundingClientRect().right;
+            return [...document.querySelectorAll(
+                '.cell_output pre, .cell_output > .output, .cell_output table, main table')]
+              .filter(e => e.getClientRects().length)
+              .map(e => [e.tagName, e.scrollWidth, e.clientWidth, e.getBoundingClientRect().right - right,
+                         (e.innerText || '').trim().split('\\n')[0].slice(0, 60)]); }""")
+        wide = [f"{tag} {text!r}: {sw} > {cw} px" if sw > cw + 1 else f"{tag} {text!r}: {over:.0f} px past the column"
+                for tag, sw, cw, over, text in sizes if sw > cw + 1 or over > 1]
+        assert not wide, f"{len(wide)} output(s) wider than the column: {wide[:5]}"
+    finally:
+        ctx.close()
+
+
+RESIDUE = {
+    "raw Markdown emphasis": re.compile(r"(?<![\w*])\*{1,2}[A-Za-z][^*\n]{0,80}?\*{1,2}(?![\w*])"
+                                        r"|(?<![\w])_{1,2}[A-Za-z][^_\n]{0,80}?[A-Za-z]_{1,2}(?![\w])"),
+    "a config dict": re.compile(r"\{'\w+': "),
+    "a module repr": re.compile(r"\b(Sequential|Conv2d|ConvTranspose2d|Linear|ModuleList|ModuleDict|"
+                                r"BatchNorm2d|GroupNorm|LayerNorm|Embedding|Dropout)\("),
+    "an object repr": re.compile(r"<(lib|torch|__main__)\.[\w.]+|object at 0x[0-9a-f]+"),
+}
+
+
+# an output block that is nothing but a number, a bool, None, a tensor or a tuple of them
+BARE_VALUE = re.compile(r"\(?\s*((tensor\()?[-+]?(\d[\d.]*(e[-+]?\d+)?|nan|inf|True|False|None)\)?,?\s*)+\)?")
+
+
+def test_residue_patterns_catch_what_they_name():
+    found = {what for what, pat in RESIDUE.items()
+             for text in ["the *training* set", "a __bold__ word", "{'steps': 200, 'lr': 0.001}",
+                          "Sequential(\n  (0): Conv2d(1, 32, ...)", "<lib.nets.UNet object at 0x7f3a2c>"]
+             if pat.search(text)}
+    assert found == set(RESIDUE)
+    clean = ["x_0 and x_t", "2 * 3 = 6", "p(x) * q(x)", "best in its column *", "snake_case_name"]
+    assert not [t for t in clean if any(p.search(t) for p in RESIDUE.values())]
+    assert all(BARE_VALUE.fullmatch(t) for t in ["0.0", "tensor(3.5000)", "(1.5, 2)", "True", "-3e-05"])
+    assert not any(BARE_VALUE.fullmatch(t) for t in ["PSNR 25.3 dB", "0.0 %  (baseline 1.0)", "done"])
+
+
+@pytest.mark.parametrize("page_path", PAGES)
+def test_outputs_hold_no_residue(browser, server, page_path):
+    """Outputs say what they mean: no raw `*`/`_` Markdown emphasis, no `nan` in a table,
+    no Python repr of a config or a module (lib.results, lib.viz print them for readers)."""
+    ctx, page, _, _ = open_page(browser, server, page_path)
+    try:
+        outputs = page.evaluate("""() => [...document.querySelectorAll('.cell_output')]
+            .map(e => e.innerText)""")
+        found = [f"{what}: {m.group(0)!r}" for text in outputs for what, pat in RESIDUE.items()
+                 for m in pat.finditer(text)]
+        assert not found, f"{len(found)} residue(s) in the outputs: {found[:6]}"
+        blocks = page.evaluate("""() => [...document.querySelectorAll('.cell_output > .output')]
+            .filter(e => e.getClientRects().length).map(e => e.innerText.trim())""")
+        bare = [b for b in blocks if BARE_VALUE.fullmatch(b)]
+        assert not bare, f"an output that is only a value (a cell ending in a call that returns it): {bare[:5]}"
+        cells = page.eval_on_selector_all("main table td, main table th", "els => els.map(e => e.innerText.trim())")
+        nans = [c for c in cells if re.search(r"\bnan\b", c, re.I)]
+        pre = [m.group(0) for text in outputs for m in re.finditer(r"(?<![\w'\"])nan(?![\w'\"])", text, re.I)]
+        assert not nans and not pre, f"'nan' shown in a table: {(nans + pre)[:5]}"
+    finally:
+        ctx.close()
+
+
+# --- numbers in sentences are the run's recorded figures (lib.results.figure / say) ----------
+
+RECORDS = ROOT / "_build" / "records" / os.environ.get(
+    "WORKBOOK_RECORDS_PROFILE", "smoke" if "smoke" in HTML.parts else "full")
+MIN_TAGGED_PAGES = 11  # pages whose headline sentence states recorded figures (results.say)
+SHOWN = re.compile(r"([+-]?)(\d+)(?:\.(\d*))?(?:e([+-]?\d+))?")
+
+
+def shown_matches(text: str, want: float) -> bool:
+    """Whether ``text`` (a number as formatted: '+0.52', '1,437', '1.2e-03', with a typographic
+    minus) is ``want`` rounded to the digits shown."""
+    t = text.strip().replace("\u2212", "-").replace(",", "")
+    m = SHOWN.fullmatch(t)
+    if not m:
+        return False
+    decimals = len(m.group(3) or "")
+    exp = int(m.group(4) or 0)
+    ulp = 10.0 ** (exp - decimals)
+    return abs(float(t) - want) <= 0.5 * ulp * (1 + 1e-9) + 1e-12
+
+
+def test_shown_matches_reads_numbers_as_formatted():
+    assert shown_matches("25.50", 25.4999) and shown_matches("\u22120.50", -0.5) and shown_matches("+7.2", 7.25)
+    assert shown_matches("1,437", 1437.2) and shown_matches("1.23e\u221203", 0.0012345)
+    assert not shown_matches("25.5", 25.56) and not shown_matches("0.50", -0.5) and not shown_matches("n/a", 1)
+    assert not shown_matches("1.23e-03", 0.00124)
+
+
+def tagged_pages() -> list[str]:
+    return [p for p in CHAPTERS if (HTML / f"{p}.html").exists()
+            and 'class="workbook-number"' in (HTML / f"{p}.html").read_text(errors="ignore")]
+
+
+def test_every_number_in_a_sentence_is_the_recorded_figure_of_the_run(browser, server):
+    """Every number a page's sentence takes from a recorded figure (a span.workbook-number,
+    lib.results.figure) equals that figure in the execution's records (_build/records/, the
+    files the appendix is made from), rounded as shown: value, baseline, gain or ratio."""
+    import json
+
+    pages = tagged_pages()
+    assert len(pages) >= MIN_TAGGED_PAGES, f"only {len(pages)} pages state recorded figures: {pages}"
+    n, wrong = 0, []
+    for page_path in pages:
+        rec_file = RECORDS / f"{page_path}.ipynb.json"
+        assert rec_file.exists(), f"no execution record {rec_file} for {page_path}"
+        figures: dict[str, dict] = {}
+        for f in json.loads(rec_file.read_text())["figures"]:
+            figures[f["name"]] = f      # the last recorded under a name, as lib.results.figure
+        ctx, page, _, _ = open_page(browser, server, page_path)
+        try:
+            spans = page.eval_on_selector_all("main span.workbook-number", """els => els.map(e => [
+                e.dataset.record, e.dataset.field, e.innerText, e.getClientRects().length > 0])""")
+        finally:
+            ctx.close()
+        assert spans, f"{page_path}: tagged numbers in the HTML file, none in the page"
+        for name, field, text, visible in spans:
+            n += 1
+            f = figures.get(name)
+            if f is None:
+                wrong.append(f"{page_path}: {name!r} is not a recorded figure")
+                continue
+            want = {"value": f["value"], "baseline": f.get("baseline"),
+                    "gain": f["value"] - f["baseline"] if "baseline" in f else None,
+                    "ratio": f["value"] / f["baseline"] if f.get("baseline") else None}[field]
+            if want is None or not visible or not shown_matches(text, want):
+                wrong.append(f"{page_path}: {name!r} {field} shown as {text!r}, recorded {want!r}")
+    assert not wrong, f"{len(wrong)} of {n} numbers differ from the records: {wrong[:6]}"
+
+
+# --- screenshots for a person to look at -----------------------------------------------------
+
+SHOT_PAGES = ["chapters/05-diffusion/digits", "chapters/06-gans/dcgan_latent",
+              "chapters/10-applications/super_resolution", "chapters/04-autoregressive/pixelcnn_maskgit",
+              "appendix/results"]
+
+
+@pytest.mark.parametrize("page_path", SHOT_PAGES)
+def test_screenshots_of_five_pages(browser, server, page_path):
+    """The top of the page and the whole page at 1280x1000, in _build/screenshots/ (the issue's
+    five pages); each whole page shows its figures loaded."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": 1000})
+    page = ctx.new_page()
+    page.route("**/*", lambda r: r.continue_() if urlparse(r.request.url).hostname == "127.0.0.1" else r.abort())
+    try:
+        page.goto(f"{server}/{page_path}.html", wait_until="load", timeout=LOAD_MS)
+        page.wait_for_load_state("networkidle", timeout=LOAD_MS)
+        page.wait_for_function("() => [...document.images].every(i => i.complete && i.naturalWidth > 0)",
+                               timeout=60000)
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        name = page_path.replace("/", "_")
+        page.screenshot(path=str(SHOTS / f"{name}.png"))
+        page.screenshot(path=str(SHOTS / f"{name}_full.png"), full_page=True)
+        from PIL import Image
+        with Image.open(SHOTS / f"{name}_full.png") as im:
+            assert im.width == 1280 and im.height > 1000
     finally:
         ctx.close()

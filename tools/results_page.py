@@ -89,6 +89,14 @@ def verdict(f: dict) -> str | None:
     return "won" if better else "lost"
 
 
+def claim_label(notebook: str, name: str, width: int = 64) -> str:
+    """A claim's label in the chart: its notebook and name, shortened at a word (with "…")
+    to ``width`` characters, so no label is cut in the middle of a word."""
+    import textwrap
+
+    return textwrap.shorten(f"{notebook}: {name}", width=width, placeholder=" …")
+
+
 def charts(cpu: dict, gpu_times: dict, out_dir: Path) -> list[str]:
     """Two PNG charts next to the page (seconds per notebook; each claim against its baseline)."""
     import matplotlib
@@ -127,7 +135,7 @@ def charts(cpu: dict, gpu_times: dict, out_dir: Path) -> list[str]:
         gain = [max(-100.0, min(100.0, g)) for g in gain]
         colours = ["#55a868" if verdict(f) == "won" else "#c44e52" for _, f in claims]
         ax.barh(range(len(claims)), gain, color=colours, height=0.7)
-        ax.set_yticks(range(len(claims)), [f"{n}: {f['name'][:38]}" for n, f in claims], fontsize=7)
+        ax.set_yticks(range(len(claims)), [claim_label(n, f["name"]) for n, f in claims], fontsize=7.5)
         ax.invert_yaxis()
         ax.axvline(0, color="black", lw=0.8)
         ax.set_xlim(-100, 100)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
+import textwrap
 from dataclasses import dataclass
 from collections.abc import Callable, Iterable, Mapping
 from itertools import pairwise
@@ -60,6 +61,9 @@ __all__ = [
 _CHECKERS: dict[str, Callable[..., str]] = {}
 
 
+WIDTH = 88  # characters in a line of the book's column (ruff.toml's line length)
+
+
 class NotYet(Exception):
     """Raised inside a checker: the answer does not have a property; ``args[0]`` is the hint."""
 
@@ -80,7 +84,14 @@ class Verdict:
         return self.ok
 
     def __str__(self) -> str:
-        return f"[{self.label}] {'on track' if self.ok else 'not yet'}: {self.message}"
+        """The verdict as printed: wrapped to the book's column (``WIDTH`` characters), so
+        that no output line scrolls sideways in the HTML book."""
+        text = f"[{self.label}] {'on track' if self.ok else 'not yet'}: {self.message}"
+        return "\n".join(
+            textwrap.fill(line, WIDTH, subsequent_indent="  ", break_long_words=False,
+                          break_on_hyphens=False) or line
+            for line in text.splitlines()
+        )
 
     def _ipython_display_(self) -> None:
         # check() has printed the verdict already; a cell ending in check(...) shows it once.
