@@ -234,3 +234,31 @@ def landscapes(n: int, size: int = 32, seed: int = 0, times=TIMES, weathers=WEAT
     weather_idx = torch.tensor([WEATHERS.index(weathers[j]) for j in w])
     return {"images": images, "labels": labels, "time": time_idx, "weather": weather_idx,
             "layouts": layouts, "styles": styles}
+
+
+
+def crops(n: int, size: int = 32, zoom: int = 2, seed: int = 0, per_scene: int = 4,
+          times=("day",), weathers=("clear",)) -> dict:
+    """``n * per_scene`` close-ups: each of ``n`` scenes is rendered at ``zoom * size`` and
+    ``per_scene`` random ``size x size`` windows are cut out of it, so one region (a patch
+    of sky, of grass, of water) often fills most of the view -- the flat layouts that
+    SPADE's argument is about.
+
+    Returns the keys of :func:`landscapes` (``images``, ``labels``, ``time``, ``weather``,
+    ``layouts``, ``styles``; scene ``i`` gives close-ups ``i * per_scene ...``) plus
+    ``boxes`` ``(n * per_scene, 2)`` int64, each window's top-left corner ``(row, col)`` in
+    the ``zoom * size`` render: :func:`render` at ``zoom * size`` cropped there re-renders a
+    close-up exactly."""
+    n, size, zoom, k = (checks.positive_int(v, nm) for v, nm in
+                        ((n, "n"), (size, "size"), (zoom, "zoom"), (per_scene, "per_scene")))
+    big = landscapes(n, size * zoom, seed, times, weathers)
+    rng = np.random.default_rng(seed + 1)
+    boxes = torch.from_numpy(rng.integers(0, size * (zoom - 1) + 1, (n * k, 2))).long()
+
+    def cut(x):  # (n, ..., zoom * size, zoom * size) -> (n * k, ..., size, size)
+        return torch.stack([x[j // k, ..., r:r + size, c:c + size] for j, (r, c) in enumerate(boxes.tolist())])
+
+    return {"images": cut(big["images"]), "labels": cut(big["labels"]),
+            "time": big["time"].repeat_interleave(k), "weather": big["weather"].repeat_interleave(k),
+            "layouts": [lay for lay in big["layouts"] for _ in range(k)],
+            "styles": [sty for sty in big["styles"] for _ in range(k)], "boxes": boxes}

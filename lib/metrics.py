@@ -16,7 +16,11 @@
   fine detail), :func:`gradient_magnitude`, :func:`image_correlation` (the one Pearson
   correlation helper) and :func:`structure_correlation` (does the output keep the input's
   edges), :func:`colourfulness`, :func:`colour_error` (CIELAB Delta E), :func:`log_radiance_error`
-  (HDR, in stops).
+  (HDR, in stops);
+* layouts and scenes (chapter 10): :func:`iou` -- per-class intersection over union of label
+  maps and their mean (mIoU), the layout adherence of semantic image synthesis;
+  :class:`SceneFeatureNet` -- a small CNN for 32x32 colour scenes whose features a notebook
+  trains and uses for a Fréchet distance (:func:`frechet_distance`).
 """
 from __future__ import annotations
 
@@ -457,3 +461,52 @@ def record_copy_rate(what: str, samples: torch.Tensor, train: torch.Tensor, held
     return results.record(f"memorisation: {what} closer to the training set than 99% of test digits",
                           rate, "%", baseline=1.0, baseline_name="new real digits (by construction)",
                           higher_is_better=False, kind="reference")
+
+
+# --- layouts and scenes (chapter 10) --------------------------------------------------------
+
+def iou(pred: torch.Tensor, target: torch.Tensor, n_classes: int) -> tuple[float, torch.Tensor]:
+    """Intersection over union of label maps ``pred`` and ``target`` (int64, same shape, e.g.
+    ``(N, H, W)``), pooled over every pixel of the set: ``IoU_c = |pred = c and target = c| /
+    |pred = c or target = c|``. Returns ``(mIoU, per_class)``: ``per_class`` ``(n_classes,)``
+    float, NaN for a class that is in neither map; the mean is over the other classes."""
+    checks.positive_int(n_classes, "n_classes")
+    for x, nm in ((pred, "pred"), (target, "target")):
+        checks.tensor(x, nm)
+        if x.dtype != torch.long:
+            raise TypeError(f"{nm} must hold int64 class indices, got {x.dtype}")
+        if x.numel() and (x.min() < 0 or x.max() >= n_classes):
+            raise ValueError(f"{nm} must lie in 0..{n_classes - 1}")
+    if pred.shape != target.shape:
+        raise ValueError(f"pred and target must have the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
+    cls = torch.arange(n_classes, device=pred.device).view(-1, *([1] * pred.dim()))
+    p, t = pred[None] == cls, target[None] == cls                         # (C, ...)
+    inter = (p & t).flatten(1).sum(1).double()
+    union = (p | t).flatten(1).sum(1).double()
+    per = torch.where(union > 0, inter / union.clamp(min=1), torch.full_like(union, float("nan")))
+    return float(per[union > 0].mean()), per.float().cpu()
+
+
+class SceneFeatureNet(nn.Module):
+    """A small CNN for colour scenes ``(N, 3, 32, 32)`` in [-1, 1]: ``forward`` -> ``(N, n_out)``,
+    ``features`` -> ``(N, 64)`` (the penultimate layer). A notebook trains it on real renders
+    (e.g. to predict each scene's appearance and class fractions) and measures realism as the
+    :func:`frechet_distance` of generated and real images' features."""
+
+    def __init__(self, n_out: int, width: int = 32):
+        super().__init__()
+        checks.positive_int(n_out, "n_out"); checks.positive_int(width, "width")
+        w = width
+        self.body = nn.Sequential(
+            nn.Conv2d(3, w, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),          # (N, w, 16, 16)
+            nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),      # (N, 2w, 8, 8)
+            nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),  # (N, 2w, 4, 4)
+            nn.Flatten(), nn.Linear(2 * w * 16, 64), nn.ReLU())                  # (N, 64)
+        self.head = nn.Linear(64, n_out)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        checks.images(x.detach(), channels=3, size=32, name="scenes")
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))

@@ -203,23 +203,33 @@ class ImageUNet(nn.Module):
     ``max_ch``. ``skips=False`` gives the plain encoder-decoder of the pix2pix paper's
     ablation (everything must pass the bottleneck). BatchNorm everywhere except the
     outermost layers and the bottleneck, LeakyReLU(0.2) down, ReLU up, tanh out.
+
+    ``norm="instance"`` puts InstanceNorm (with a learned scale and shift) where BatchNorm
+    was: the normalisation of pix2pixHD, whose effect on flat layouts SPADE is about
+    (chapter 10); ``out="logits"`` drops the final tanh (a segmentation net's class scores).
     """
 
+    NORMS = ("batch", "instance")
+    OUTS = ("tanh", "logits")
+
     def __init__(self, in_ch: int = 1, out_ch: int = 1, ngf: int = 32, depth: int = 5,
-                 max_ch: int = 256, skips: bool = True):
+                 max_ch: int = 256, skips: bool = True, norm: str = "batch", out: str = "tanh"):
         super().__init__()
         for v, nm in ((in_ch, "in_ch"), (out_ch, "out_ch"), (ngf, "ngf"), (depth, "depth"), (max_ch, "max_ch")):
             checks.positive_int(v, nm)
+        checks.choice(norm, self.NORMS, "norm")
+        checks.choice(out, self.OUTS, "out")
+        Norm = nn.BatchNorm2d if norm == "batch" else (lambda c: nn.InstanceNorm2d(c, affine=True))
         self.in_ch, self.out_ch, self.depth, self.skips = in_ch, out_ch, depth, bool(skips)
         ch = [min(ngf * 2 ** i, max_ch) for i in range(depth)]        # encoder output channels per level
         self.down = nn.ModuleList()
         prev = in_ch
         for i, c in enumerate(ch):
-            norm = 0 < i < depth - 1                                   # no norm on the first layer and the 1x1 bottleneck
+            normed = 0 < i < depth - 1                                 # no norm on the first layer and the 1x1 bottleneck
             self.down.append(nn.Sequential(
                 *([] if i == 0 else [nn.LeakyReLU(0.2)]),
-                nn.Conv2d(prev, c, 4, 2, 1, bias=not norm),
-                *([nn.BatchNorm2d(c)] if norm else [])))
+                nn.Conv2d(prev, c, 4, 2, 1, bias=not normed),
+                *([Norm(c)] if normed else [])))
             prev = c
         self.up = nn.ModuleList()
         for i in reversed(range(depth)):                               # level i doubles size back to level i-1
@@ -229,7 +239,7 @@ class ImageUNet(nn.Module):
             self.up.append(nn.Sequential(
                 nn.ReLU(),
                 nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=last),
-                *([nn.Tanh()] if last else [nn.BatchNorm2d(c_out)])))
+                *(([nn.Tanh()] if out == "tanh" else []) if last else [Norm(c_out)])))
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ``ValueError`` unless ``x`` is ``(N, in_ch, H, W)`` with ``H, W`` multiples of ``2**depth``."""
@@ -254,7 +264,7 @@ class ImageUNet(nn.Module):
             if j > 0 and self.skips:
                 h = torch.cat([h, feats.pop()], 1)                     # skip connection from the mirror level
             h = layer(h)
-        return h                                                       # (N, out_ch, H, W) in [-1, 1]
+        return h                                                       # (N, out_ch, H, W) in [-1, 1] (tanh)
 
 
 class PatchDiscriminator(nn.Module):

@@ -16,6 +16,12 @@ Read top to bottom:
 3. :class:`CycleGAN` -- two generators ``G: A -> B``, ``F: B -> A``, two unconditional
    discriminators, the LSGAN loss, the cycle loss :func:`cycle_loss` and the optional
    identity loss; one training step :func:`cyclegan_step`.
+4. Semantic image synthesis (chapter 10): :class:`SPADE`, the spatially-adaptive
+   normalisation of Park et al. 2019 (a parameter-free BatchNorm whose per-pixel scale and
+   shift are computed from the one-hot layout), :class:`SPADEResBlock`,
+   :class:`SPADEGenerator` (a decoder from a style code ``z`` whose every normalisation
+   reads the layout) and its :class:`StyleEncoder` (image -> ``mu, logvar`` of ``z``, the
+   paper's VAE variant). :func:`pix2pix_step` trains it too (``kl_weight``).
 
 Images are ``(N, C, H, W)`` float tensors in ``[-1, 1]``. The measures of chapter 8 (how sharp,
 how much of the input's structure survives) are in :mod:`lib.metrics`.
@@ -25,7 +31,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from . import checks, gan, nets
+import torch.nn.functional as F
+
+from . import checks, gan, nets, vae
 
 MODES = ("l1", "cgan", "cgan+l1")
 
@@ -138,15 +146,24 @@ def pix2pix_losses(d_fake: torch.Tensor, fake: torch.Tensor, target: torch.Tenso
 
 
 def pix2pix_step(G: nn.Module, D: nn.Module | None, opt_g, opt_d, x: torch.Tensor, y: torch.Tensor,
-                 mode: str = "cgan+l1", lam: float = 100.0) -> dict[str, float]:
+                 mode: str = "cgan+l1", lam: float = 100.0, kl_weight: float | None = None) -> dict[str, float]:
     """One training step of pix2pix on a batch of pairs ``x -> y``; returns the losses as floats.
 
     First D is updated on real pairs ``(x, y)`` against fake pairs ``(x, G(x))`` (skipped
     for ``mode="l1"``, where ``D``/``opt_d`` may be ``None``), then G on
     :func:`pix2pix_losses`.
+
+    ``kl_weight`` (a number >= 0): ``G`` is a :class:`SPADEGenerator` with a style encoder;
+    it is called as ``G(x, style=y)`` (the target's appearance is encoded into ``z``, so the
+    L1 term asks for *this* target, not the average one) and ``kl_weight * G.kl`` (the
+    encoder's KL to ``N(0, I)``) joins the generator's loss (SPADE's VAE variant).
     """
     checks.choice(mode, MODES, "pix2pix loss mode")
-    fake = G(x)
+    if kl_weight is not None:
+        checks.nonnegative(kl_weight, "kl_weight")
+        if getattr(G, "encoder", None) is None:
+            raise ValueError("kl_weight needs a SPADEGenerator built with a style encoder (z_dim > 0, encoder=True)")
+    fake = G(x) if kl_weight is None else G(x, style=y)
     out = {}
     if mode != "l1":
         if D is None or opt_d is None:
@@ -155,8 +172,11 @@ def pix2pix_step(G: nn.Module, D: nn.Module | None, opt_g, opt_d, x: torch.Tenso
         opt_d.zero_grad(); ld.backward(); opt_d.step()
         out["D"] = float(ld.detach())
     losses = pix2pix_losses(D(x, fake) if mode != "l1" else None, fake, y, lam, mode)
-    opt_g.zero_grad(); losses["total"].backward(); opt_g.step()
+    total = losses["total"] if kl_weight is None else losses["total"] + kl_weight * G.kl
+    opt_g.zero_grad(); total.backward(); opt_g.step()
     out.update({"G_gan": float(losses["gan"].detach()), "G_l1": float(losses["l1"].detach())})
+    if kl_weight is not None:
+        out["KL"] = float(G.kl.detach())
     if mode == "l1":
         del out["G_gan"]
     return out
@@ -224,3 +244,148 @@ def cyclegan_step(model: CycleGAN, opt_g, opt_d, a: torch.Tensor, b: torch.Tenso
     d = model.discriminator_losses(a, b, g["fake_a"], g["fake_b"])
     opt_d.zero_grad(); d.backward(); opt_d.step()
     return {"G_gan": float(g["gan"].detach()), "cycle": float(g["cycle"].detach()), "D": float(d.detach())}
+
+
+# --- 4. semantic image synthesis: SPADE ------------------------------------------------------
+
+def _layout(layout: torch.Tensor, n_classes: int, name: str = "layout") -> torch.Tensor:
+    checks.tensor(layout, name)
+    if layout.dim() != 4 or layout.shape[1] != n_classes:
+        raise ValueError(f"{name} must be a one-hot map (N, {n_classes}, H, W), got {tuple(layout.shape)}")
+    return layout
+
+
+class SPADE(nn.Module):
+    """Spatially-adaptive normalisation {Park 2019}: ``SPADE(h, m) = gamma(m) * BN(h) + beta(m)``.
+
+    ``h (N, ch, H, W)`` is normalised by a BatchNorm *without* its own scale and shift; the
+    scale ``1 + gamma`` and the shift ``beta``, both ``(N, ch, H, W)``, come from the layout
+    ``m (N, n_classes, H', W')`` (one-hot, resized to ``H x W`` by nearest neighbours) through
+    a small convolutional net (a 3x3 conv to ``hidden`` channels + ReLU, then one 3x3 conv
+    each). A flat region of one class gets the class's own scale and shift, so unlike a
+    normalisation followed by a learned constant, the class cannot be normalised away.
+    """
+
+    def __init__(self, ch: int, n_classes: int, hidden: int = 32):
+        super().__init__()
+        for v, nm in ((ch, "ch"), (n_classes, "n_classes"), (hidden, "hidden")):
+            checks.positive_int(v, nm)
+        self.n_classes = n_classes
+        self.norm = nn.BatchNorm2d(ch, affine=False)
+        self.shared = nn.Sequential(nn.Conv2d(n_classes, hidden, 3, padding=1), nn.ReLU())
+        self.gamma = nn.Conv2d(hidden, ch, 3, padding=1)
+        self.beta = nn.Conv2d(hidden, ch, 3, padding=1)
+
+    def forward(self, h: torch.Tensor, layout: torch.Tensor) -> torch.Tensor:
+        _layout(layout, self.n_classes)
+        m = F.interpolate(layout, size=h.shape[-2:], mode="nearest")   # (N, n_classes, H, W)
+        a = self.shared(m)                                              # (N, hidden, H, W)
+        return self.norm(h) * (1 + self.gamma(a)) + self.beta(a)
+
+
+class SPADEResBlock(nn.Module):
+    """SPADE's residual block: ``[SPADE, LeakyReLU(0.2), conv 3x3] x 2`` plus a shortcut
+    (``SPADE, conv 1x1`` when the channels change): ``(N, c_in, H, W) -> (N, c_out, H, W)``."""
+
+    def __init__(self, c_in: int, c_out: int, n_classes: int, hidden: int = 32):
+        super().__init__()
+        mid = min(c_in, c_out)
+        self.norm1, self.conv1 = SPADE(c_in, n_classes, hidden), nn.Conv2d(c_in, mid, 3, padding=1)
+        self.norm2, self.conv2 = SPADE(mid, n_classes, hidden), nn.Conv2d(mid, c_out, 3, padding=1)
+        self.learned_skip = c_in != c_out
+        if self.learned_skip:
+            self.norm_s, self.conv_s = SPADE(c_in, n_classes, hidden), nn.Conv2d(c_in, c_out, 1, bias=False)
+
+    def forward(self, h: torch.Tensor, layout: torch.Tensor) -> torch.Tensor:
+        skip = self.conv_s(self.norm_s(h, layout)) if self.learned_skip else h
+        d = self.conv1(F.leaky_relu(self.norm1(h, layout), 0.2))
+        d = self.conv2(F.leaky_relu(self.norm2(d, layout), 0.2))
+        return skip + d
+
+
+class StyleEncoder(nn.Module):
+    """SPADE's image encoder: ``(N, 3, H, W)`` in [-1, 1] -> ``mu, logvar`` ``(N, z_dim)`` of a
+    Gaussian over the style code (three stride-2 convolutions, LeakyReLU, global average
+    pooling, two linear heads). Trained with a KL term to ``N(0, I)``, so that at test time
+    ``z`` can be drawn from the prior or taken from a style image."""
+
+    def __init__(self, z_dim: int = 8, ch: int = 16, in_ch: int = 3):
+        super().__init__()
+        for v, nm in ((z_dim, "z_dim"), (ch, "ch"), (in_ch, "in_ch")):
+            checks.positive_int(v, nm)
+        self.in_ch = in_ch
+        self.net = nn.Sequential(
+            nn.Conv2d(in_ch, ch, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(ch, 2 * ch, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * ch, 4 * ch, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten())                      # (N, 4 ch)
+        self.mu, self.logvar = nn.Linear(4 * ch, z_dim), nn.Linear(4 * ch, z_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        checks.images(x.detach(), channels=self.in_ch, name="style image")
+        f = self.net(x)
+        return self.mu(f), self.logvar(f).clamp(-10, 10)
+
+
+class SPADEGenerator(nn.Module):
+    """SPADE's generator {Park 2019}: ``G(layout, z)`` -> an image ``(N, out_ch, H, W)`` in [-1, 1].
+
+    ``layout``: one-hot ``(N, n_classes, H, W)`` with ``H = W = 4 * 2**3 = 32`` by default
+    (``H`` must be ``base * 2**levels``). The style code ``z (N, z_dim)`` goes through a linear
+    layer to a ``base x base`` map; ``levels + 1`` :class:`SPADEResBlock` s, with a 2x
+    nearest-neighbour upsampling between them, bring it to ``H x W`` (channels ``ngf * 4, ngf * 4,
+    ngf * 2, ngf``), every normalisation modulated by the layout; then LeakyReLU, a 3x3 conv and
+    tanh. The layout enters *only* through the normalisations: there is no encoder path
+    that could lose it.
+
+    ``encoder=True`` adds a :class:`StyleEncoder`: ``G(layout, style=images)`` encodes the
+    images' appearance (in training a sample ``mu + sigma * eps``, in eval mode ``mu``) and
+    keeps the KL of that code to ``N(0, I)`` in ``G.kl`` (batch mean) for the loss.
+    ``G(layout)`` with neither ``z`` nor ``style`` draws ``z ~ N(0, I)`` (a random appearance).
+    """
+
+    def __init__(self, n_classes: int, z_dim: int = 8, ngf: int = 16, out_ch: int = 3, base: int = 4,
+                 levels: int = 3, hidden: int = 32, encoder: bool = True):
+        super().__init__()
+        for v, nm in ((n_classes, "n_classes"), (z_dim, "z_dim"), (ngf, "ngf"), (out_ch, "out_ch"),
+                      (base, "base"), (levels, "levels"), (hidden, "hidden")):
+            checks.positive_int(v, nm)
+        self.n_classes, self.z_dim, self.base, self.levels = n_classes, z_dim, base, levels
+        self.size = base * 2 ** levels
+        ch = [ngf * min(4, 2 ** (levels - i)) for i in range(levels + 1)]   # e.g. 64, 64, 32, 16
+        ch = [ch[0]] + ch
+        self.fc = nn.Linear(z_dim, ch[0] * base * base)
+        self.blocks = nn.ModuleList(SPADEResBlock(ch[i], ch[i + 1], n_classes, hidden) for i in range(levels + 1))
+        self.out = nn.Conv2d(ch[-1], out_ch, 3, padding=1)
+        self.encoder = StyleEncoder(z_dim, ngf, out_ch) if encoder else None
+        self.kl = torch.zeros(())
+
+    def encode(self, style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``mu, logvar`` ``(N, z_dim)`` of the style code of images ``(N, out_ch, H, W)``."""
+        if self.encoder is None:
+            raise ValueError("this SPADEGenerator has no style encoder (build it with encoder=True)")
+        return self.encoder(style)
+
+    def forward(self, layout: torch.Tensor, z: torch.Tensor | None = None,
+                style: torch.Tensor | None = None) -> torch.Tensor:
+        _layout(layout, self.n_classes)
+        n, (h, w) = len(layout), layout.shape[-2:]
+        if (h, w) != (self.size, self.size):
+            raise ValueError(f"this SPADEGenerator makes {self.size}x{self.size} images; the layout is {h}x{w}")
+        if z is not None and style is not None:
+            raise ValueError("give the style code z or a style image, not both")
+        if style is not None:
+            if len(style) != n:
+                raise ValueError(f"one style image per layout: {len(style)} images for {n} layouts")
+            mu, logvar = self.encode(style)
+            z = vae.reparameterize(mu, logvar) if self.training else mu
+            self.kl = vae.gaussian_kl(mu, logvar).mean()
+        elif z is None:
+            z = torch.randn(n, self.z_dim, device=layout.device)
+        checks.shape(z, (n, self.z_dim), "z")
+        x = self.fc(z).view(n, -1, self.base, self.base)                   # (N, 4 ngf, base, base)
+        for i, block in enumerate(self.blocks):
+            if i > 0:
+                x = F.interpolate(x, scale_factor=2, mode="nearest")
+            x = block(x, layout)
+        return torch.tanh(self.out(F.leaky_relu(x, 0.2)))                  # (N, out_ch, H, W)

@@ -1,4 +1,4 @@
-"""Notebook 10.5's exercise checks (Palette): the reference answer passes, wrong answers
+"""Notebook 10.6's exercise checks (Palette): the reference answer passes, wrong answers
 get a hint. Synthetic images stand in for the samples: the checks measure them, they do
 not judge the model."""
 

@@ -1,4 +1,4 @@
-"""Checks for the exercises of notebook 10.5 (Palette: image-to-image diffusion)."""
+"""Checks for the exercises of notebook 10.8 (Palette: image-to-image diffusion)."""
 
 from __future__ import annotations
 
