@@ -5,8 +5,9 @@ At build time a model is exported to ONNX (:func:`export`, the batch dimension d
 and checked against PyTorch with Python's onnxruntime (:func:`run`). A playground
 (:func:`dcgan`, :func:`vae_map`, :func:`pix2pix`, :func:`text_to_image`) is one cell
 output: a static figure (what print, a reader without JavaScript, or Jupyter/Colab
-shows), the models as base64 ONNX, a reference input with the PyTorch output for it,
-and the script ``lib/live.js``, which builds the controls once the book's copy of
+shows; the figure alone where onnx/onnxruntime are not installed), the models as base64
+ONNX, a reference input with the PyTorch output for it, and the script
+``lib/live.js``, which builds the controls once the book's copy of
 onnxruntime-web (``ort/``, installed by the Makefile like MathJax) has loaded. The
 book's Sphinx extension moves the models out of the page into ``_live/*.onnx`` files
 (``_ext/workbook_html.py``), so a page loads as fast as one without them.
@@ -22,6 +23,7 @@ import base64
 import contextlib
 import hashlib
 import html
+import importlib.util
 import io
 import itertools
 import json
@@ -192,6 +194,8 @@ class Playground:
         return {k: len(v) for k, v in self.models.items()}
 
     def __repr__(self) -> str:
+        if not self.models:
+            return f"{self.kind} playground: a static figure (pip install onnx onnxruntime to go live)"
         sizes = ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in self.nbytes.items())
         errs = ", ".join(f"{k} {v:.1e}" for k, v in self.errors.items())
         return f"live {self.kind} playground: {sizes}; |ONNX - PyTorch| max {errs}"
@@ -202,7 +206,12 @@ class Playground:
     def _repr_html_(self) -> str:
         e = html.escape
         w, h = Image.open(io.BytesIO(self.figure)).size
-        fig = base64.b64encode(self.figure).decode()
+        fig = (
+            f'<img class="workbook-live-static" src="data:image/png;base64,'
+            f'{base64.b64encode(self.figure).decode()}" width="{w}" height="{h}" alt="{e(self.title)}">'
+        )
+        if not self.models:  # made without onnx/onnxruntime (Colab?): the figure only
+            return f"<div><p>{e(self.title)} (a static figure)</p>{fig}</div>"
         models = "".join(
             f'<script type="application/octet-stream" class="workbook-live-model" data-name="{e(name)}" '
             f'data-sha="{hashlib.sha256(b).hexdigest()[:16]}">{base64.b64encode(b).decode()}</script>'
@@ -213,9 +222,7 @@ class Playground:
             f'<div class="workbook-live" id="workbook-live-{next(_counter)}" data-kind="{self.kind}">'
             f'<p class="workbook-live-status">{e(self.title)} (a static figure: the live version runs in '
             f"the HTML book)</p>"
-            f'<img class="workbook-live-static" src="data:image/png;base64,{fig}" width="{w}" height="{h}" '
-            f'alt="{e(self.title)}">'
-            f'<script type="application/json" class="workbook-live-config">{config}</script>{models}'
+            f'{fig}<script type="application/json" class="workbook-live-config">{config}</script>{models}'
             f"<script>{_JS.read_text()}</script></div>"
         )
 
@@ -235,6 +242,26 @@ def _device(model: nn.Module) -> torch.device:
     return next(
         itertools.chain(model.parameters(), model.buffers()), torch.zeros(0)
     ).device
+
+
+def runtime_available() -> bool:
+    """Whether this Python can export and check a model (``onnx`` and ``onnxruntime``
+    installed: the book's requirements; Colab may lack them, and then a playground is
+    its static figure)."""
+    return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
+
+
+def _playground(
+    kind: str, title: str, figure: bytes, config: dict, specs: dict
+) -> Playground:
+    """Export and check each model of ``specs``: name -> (module, example inputs, output
+    names, PyTorch's output for those inputs); only the figure without onnx/onnxruntime."""
+    models, errors = {}, {}
+    if runtime_available():
+        for name, (module, inputs, outputs, want) in specs.items():
+            models[name] = export(module, inputs, outputs)
+            errors[name] = _checked(models[name], inputs, want, name)
+    return Playground(kind, models, config, figure, title, errors)
 
 
 def _noise(shape, seed: int) -> torch.Tensor:
@@ -259,12 +286,6 @@ def dcgan(
     with _evaluating(generator, classifier):
         images = generator(z.to(_device(generator)), y.to(_device(generator))).cpu()
         logits = classifier(images.to(_device(classifier))).cpu()
-    g = export(generator, {"z": z, "y": y}, ["image"])
-    c = export(classifier, {"image": images}, ["logits"])
-    errors = {
-        "generator": _checked(g, {"z": z, "y": y}, images, "generator"),
-        "classifier": _checked(c, {"image": images}, logits, "classifier"),
-    }
     config = {
         "z_dim": z_dim,
         "n_classes": n_classes,
@@ -277,14 +298,11 @@ def dcgan(
         },
     }
     title = "DCGAN playground: one latent code, the ten class buttons"
-    return Playground(
-        "dcgan",
-        {"generator": g, "classifier": c},
-        config,
-        _png(images, n_classes),
-        title,
-        errors,
-    )
+    specs = {
+        "generator": (generator, {"z": z, "y": y}, ["image"], images),
+        "classifier": (classifier, {"image": images}, ["logits"], logits),
+    }
+    return _playground("dcgan", title, _png(images, n_classes), config, specs)
 
 
 @torch.no_grad()
@@ -308,8 +326,6 @@ def vae_map(
     ).float()
     with _evaluating(decoder):
         images = decoder(zz.to(_device(decoder))).cpu()
-    d = export(decoder, {"z": zz}, ["image"])
-    errors = {"decoder": _checked(d, {"z": zz}, images, "decoder")}
     config = {
         "extent": [lo[0], hi[0], lo[1], hi[1]],
         "codes": [[round(float(a), 4), round(float(b), 4)] for a, b in codes.cpu()],
@@ -317,7 +333,8 @@ def vae_map(
         "reference": {"z": _array(zz), "image": _array(images)},
     }
     title = "VAE playground: the decoder over a lattice of the 2-D latent map"
-    return Playground("vae", {"decoder": d}, config, _png(images, grid), title, errors)
+    specs = {"decoder": (decoder, {"z": zz}, ["image"], images)}
+    return _playground("vae", title, _png(images, grid), config, specs)
 
 
 @torch.no_grad()
@@ -334,8 +351,6 @@ def pix2pix(
     checks.shape(sketch, (1, 2, None, None), "sketch")
     with _evaluating(generator):
         photo = generator(sketch.to(_device(generator))).cpu()
-    g = export(generator, {"sketch": sketch.cpu()}, ["photo"])
-    errors = {"generator": _checked(g, {"sketch": sketch.cpu()}, photo, "generator")}
     config = {
         "inside": inside,
         "outside": outside,
@@ -343,9 +358,8 @@ def pix2pix(
     }
     title = "pix2pix playground: the sketch (edges, tone) and the generator's photo"
     shown = torch.cat([sketch[:, :1].cpu(), sketch[:, 1:].cpu(), photo.clamp(-1, 1)])
-    return Playground(
-        "pix2pix", {"generator": g}, config, _png(shown, 3), title, errors
-    )
+    specs = {"generator": (generator, {"sketch": sketch.cpu()}, ["photo"], photo)}
+    return _playground("pix2pix", title, _png(shown, 3), config, specs)
 
 
 @torch.no_grad()
@@ -381,15 +395,12 @@ def text_to_image(
     t = torch.full((1,), sched.T, dtype=torch.int64)
     ws = torch.full((1,), float(w))
     eps_in = {"z": x_T, "t": t, "tokens": tokens, "w": ws}
-    eps = export(guided, eps_in, ["eps"])
-    dec = export(
-        Call(autoencoder, autoencoder.decode), {"z": x_T.clamp(-1, 1)}, ["image"]
-    )
+    z0 = x_T.clamp(-1, 1)
     words = caption.split()
-    k = next((i for i, word in enumerate(words) if word in scenes.COLOURS), None)
-    if k is None:
+    at = next((i for i, word in enumerate(words) if word in scenes.COLOURS), None)
+    if at is None:
         raise ValueError(f"caption {caption!r} names no colour of {scenes.COLOURS}")
-    variants = [" ".join([*words[:k], c, *words[k + 1 :]]) for c in scenes.COLOURS]
+    variants = [" ".join([*words[:at], c, *words[at + 1 :]]) for c in scenes.COLOURS]
     with _evaluating(model, autoencoder):
         image = text2image.generate(
             model, autoencoder, sched, [caption], w=w, steps=steps, x_T=x_T.to(dev)
@@ -404,17 +415,8 @@ def text_to_image(
             steps=steps,
             x_T=x_T.expand(len(variants), -1, -1, -1).to(dev),
         ).cpu()
-        errors = {
-            "guided eps": _checked(
-                eps, eps_in, guided(*[v.to(dev) for v in eps_in.values()]), "eps"
-            ),
-            "decoder": _checked(
-                dec,
-                {"z": x_T.clamp(-1, 1)},
-                autoencoder.decode(x_T.clamp(-1, 1).to(dev)),
-                "decoder",
-            ),
-        }
+        eps = guided(*[v.to(dev) for v in eps_in.values()]).cpu()
+        decoded = autoencoder.decode(z0.to(dev)).cpu()
     config = {
         "vocab": list(scenes.VOCAB),
         "max_tokens": scenes.MAX_TOKENS,
@@ -441,11 +443,13 @@ def text_to_image(
     title = (
         f"text-to-image playground: {caption!r}, guidance w = {w:g}, {steps} DDIM steps"
     )
-    return Playground(
-        "text2image",
-        {"eps": eps, "decoder": dec},
-        config,
-        _png(image, 1),
-        title,
-        errors,
-    )
+    specs = {
+        "eps": (guided, eps_in, ["eps"], eps),
+        "decoder": (
+            Call(autoencoder, autoencoder.decode),
+            {"z": z0},
+            ["image"],
+            decoded,
+        ),
+    }
+    return _playground("text2image", title, _png(image, 1), config, specs)

@@ -157,3 +157,14 @@ def test_the_book_moves_the_models_out_of_the_page(tmp_path):
     assert len(new) < len(html) - len(base64.b64encode(p.models["decoder"])) + 200
     with pytest.raises(ValueError, match="2 columns|shape"):
         live.vae_map(v, torch.randn(20, 3), torch.arange(20))
+
+
+def test_without_onnx_a_playground_is_its_static_figure(monkeypatch):
+    """Where onnx/onnxruntime are missing (Colab may lack them) the cell still runs."""
+    monkeypatch.setattr(live, "runtime_available", lambda: False)
+    p = live.dcgan(
+        gan.DCGenerator(8, 4, num_classes=10), metrics.digit_feature_net(), 8
+    )
+    html = p._repr_html_()
+    assert p.models == {} and "static figure" in repr(p)
+    assert "<img" in html and "<script" not in html
