@@ -7,6 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 MATHJAX := _extra/mathjax/tex-mml-chtml.js
+ORT     := _extra/ort/ort.wasm.min.js
 # Notebooks executed at once, and torch threads each (tools/execute.py; measured fastest on 2 cores).
 JOBS    ?= 2
 THREADS ?= 1
@@ -37,10 +38,18 @@ $(MATHJAX):
 	npm install --no-save --silent --prefix .cache/npm mathjax@3.2.2
 	rm -rf _extra/mathjax && cp -r .cache/npm/node_modules/mathjax/es5 _extra/mathjax
 
+# onnxruntime-web for the live playgrounds (lib/live.py), the same way: its WebAssembly-only
+# build (the full bundle tries to load a WebGPU module), served from the book's own files.
+$(ORT):
+	mkdir -p .cache/npm _extra
+	npm install --no-save --silent --prefix .cache/npm onnxruntime-web@1.30.0
+	rm -rf _extra/ort && mkdir -p _extra/ort
+	cd .cache/npm/node_modules/onnxruntime-web/dist && cp ort.wasm.min.js ort-wasm-simd-threaded.mjs ort-wasm-simd-threaded.wasm ../../../../../_extra/ort/
+
 # The book: every notebook executed in the full profile; warnings are errors.
 # The notebooks run first, several at once, into the cache the build reads (tools/execute.py);
 # the appendix is generated from that same execution; then the book is rendered.
-book: venv $(MATHJAX)
+book: venv $(MATHJAX) $(ORT)
 	$(BIN)/python tools/nbtool.py sync-repository
 	$(EXECUTE) --profile full --cache _build/.jupyter_cache
 	$(BIN)/python tools/results_page.py --profile full
@@ -66,7 +75,7 @@ browser:
 
 # The built book in a real browser, network blocked: the book is built in the smoke profile
 # into _build/smoke (fast; the page structure is the same as the full build).
-check-html: venv $(MATHJAX) browser
+check-html: venv $(MATHJAX) $(ORT) browser
 	rm -rf _build/smoke _build/records/smoke && mkdir -p _build/smoke
 	$(BIN)/python -c "import os, yaml; c = yaml.safe_load(open('_config.yml')); c['execute'].update(cache=os.path.abspath('_build/smoke/.jupyter_cache')); c['sphinx']['local_extensions'] = {k: os.path.abspath(v) for k, v in c['sphinx']['local_extensions'].items()}; yaml.safe_dump(c, open('_build/smoke/_config.yml', 'w'))"
 	$(EXECUTE) --profile smoke --cache _build/smoke/.jupyter_cache

@@ -13,9 +13,14 @@
   figure's own titles, which ``lib.viz`` stores in the PNG's "Description" chunk, else the
   section the figure is in. A click on a figure opens it at full size (static/workbook.js:
   the book's own script, no CDN).
+* Live playgrounds (``lib.live``): the ONNX models a cell output carries inline (base64)
+  are written to ``_live/<sha>.onnx`` in the built book and fetched from there, so a page
+  weighs no more than its figures until a reader's browser loads the model.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from pathlib import Path
 
@@ -87,6 +92,37 @@ def _figure_alt_text(app, doctree):
         image["alt"] = text
 
 
+LIVE_MODEL = re.compile(
+    r'<script type="application/octet-stream" class="workbook-live-model" data-name="([^"]*)" '
+    r'data-sha="([0-9a-f]+)">([A-Za-z0-9+/=\s]*)</script>'
+)
+
+
+def _live_models_to_files(app, doctree, docname):
+    """Move every inline live model (see the module docstring) into ``_live/``."""
+    if app.builder.format != "html":
+        return
+    out = Path(app.outdir) / "_live"
+
+    def extract(m):
+        data = base64.b64decode(m.group(3))
+        sha = hashlib.sha256(data).hexdigest()[:16]
+        if sha != m.group(2):
+            raise ValueError(f"{docname}: live model {m.group(1)!r} is damaged (sha {sha} != {m.group(2)})")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{sha}.onnx").write_bytes(data)
+        return (
+            f'<script type="application/octet-stream" class="workbook-live-model" data-name="{m.group(1)}" '
+            f'data-sha="{sha}" data-src="_live/{sha}.onnx"></script>'
+        )
+
+    for raw in list(doctree.findall(nodes.raw)):
+        text = raw.astext()
+        if "workbook-live-model" in text:
+            new = LIVE_MODEL.sub(extract, text)
+            raw.replace_self(nodes.raw(new, new, format=raw.get("format", "html")))
+
+
 def _ancestors(node):
     while node.parent is not None:
         node = node.parent
@@ -102,6 +138,7 @@ def setup(app):
     app.connect("html-page-context", _dedupe_scripts, priority=100)
     app.connect("env-get-updated", _number_exercises_per_chapter, priority=900)  # after Sphinx's own
     app.connect("doctree-read", _figure_alt_text)
+    app.connect("doctree-resolved", _live_models_to_files)
     app.connect("config-inited", _static_path)
     app.add_js_file("workbook.js", defer="defer")
     app.add_css_file("workbook.css")
