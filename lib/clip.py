@@ -15,7 +15,8 @@ captioned scenes of :func:`lib.scenes.captioned_scenes` (32x32 RGB, captions of 
 * :func:`fit_linear_probe` -- the other adaptor: a linear classifier on frozen embeddings;
 * :class:`SceneJudge` -- a separately trained attribute classifier, the *measuring
   instrument* that tells whether a generated image shows what its prompt asked for;
-  :func:`scene_judge` trains one once and caches it on disk;
+  :func:`scene_judge` trains one once and caches it on disk, :func:`judge_accuracy` checks
+  it on real scenes;
 * :func:`clip_guided_latents` -- CLIP+generator: optimise a generator's latent ``z`` to
   maximise the cosine similarity of the image and text embeddings.
 """
@@ -332,6 +333,30 @@ def attribute_match(pred: dict[str, torch.Tensor], target: dict[str, torch.Tenso
     for k in keys:
         ok &= pred[k].cpu() == target[k].cpu()
     return ok
+
+
+def judge_accuracy(judge: SceneJudge, sets: dict, attributes: Sequence[str] = (),
+                   device: torch.device | str | None = None) -> dict[str, dict[str, float]]:
+    """How well ``judge`` reads real scenes: for each entry ``name -> scenes`` of ``sets``
+    (objects with ``images (N, 3, S, S)`` and ``labels``, e.g. :func:`lib.scenes.captioned_scenes`),
+    the percentage of scenes whose attributes it reads all right (``"all attributes"``, see
+    :func:`attribute_match`) and, for each name in ``attributes`` (``"shape"``, ``"colour"``,
+    ...), the percentage whose attribute it reads right. Returns ``{name: {column: %}}``,
+    the rows of a :func:`lib.results.table`."""
+    if not isinstance(judge, SceneJudge):
+        raise TypeError(f"judge must be a lib.clip.SceneJudge, got {type(judge).__name__}")
+    if not isinstance(sets, dict) or not sets:
+        raise TypeError("sets must be a non-empty dict: name -> scenes (with .images and .labels)")
+    unknown = [a for a in attributes if a not in HEADS]
+    if isinstance(attributes, str) or unknown:
+        raise ValueError(f"attributes must be names among {sorted(HEADS)}, got {unknown or attributes!r}")
+    rows = {}
+    for name, s in sets.items():
+        p = judge.predict(s.images.to(device) if device is not None else s.images)
+        rows[name] = {"all attributes": 100 * float(attribute_match(p, s.labels).float().mean())}
+        for a in attributes:
+            rows[name][a] = 100 * float((p[a].cpu() == s.labels[a].cpu()).float().mean())
+    return rows
 
 
 # --- plugging models together: CLIP + generator --------------------------------------------
