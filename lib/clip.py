@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import checks, metrics, runtime, scenes, train
+from . import checks, metrics, nets, runtime, scenes, train
 
 
 # --- the two encoders ---------------------------------------------------------------------
@@ -65,9 +65,11 @@ class ImageEncoder(nn.Module):
 class TextEncoder(nn.Module):
     """A tiny Transformer over word tokens: ``(N, L)`` int64 (0 = padding) -> features ``(N, dim)``.
 
-    Token + position embeddings, ``layers`` self-attention blocks, mean over the non-padding
-    tokens. Word *order* matters (the position embeddings), so "a red square above a blue
-    circle" and "a blue square above a red circle" can get different embeddings.
+    Token + position embeddings, ``layers`` blocks :class:`lib.nets.TransformerBlock` (the
+    next-token model's block, bidirectional: no causal mask; padding is not attended to), then
+    the mean over the non-padding tokens. Word *order* matters (the position embeddings), so
+    "a red square above a blue circle" and "a blue square above a red circle" can get
+    different embeddings.
     """
 
     def __init__(self, dim: int = 64, width: int = 64, layers: int = 2, heads: int = 4,
@@ -76,9 +78,8 @@ class TextEncoder(nn.Module):
         self.length = length
         self.tok = nn.Embedding(vocab, width)
         self.pos = nn.Parameter(torch.randn(length, width) * 0.02)
-        block = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=0.0, batch_first=True,
-                                           norm_first=True, activation="gelu")
-        self.blocks = nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
+        self.blocks = nn.ModuleList(nets.TransformerBlock(width, heads, causal=False, mlp_ratio=2)
+                                    for _ in range(layers))
         self.out = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, dim))
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -87,7 +88,9 @@ class TextEncoder(nn.Module):
             raise ValueError(f"tokens must be int64 of shape (N, {self.length}), got {tuple(tokens.shape)} "
                              f"{tokens.dtype} (use lib.scenes.tokenize)")
         pad = tokens == 0                                     # (N, L) True where padding
-        h = self.blocks(self.tok(tokens) + self.pos, src_key_padding_mask=pad)
+        h = self.tok(tokens) + self.pos                       # (N, L, width)
+        for block in self.blocks:
+            h = block(h, pad)
         keep = (~pad).unsqueeze(-1).float()
         return self.out((h * keep).sum(1) / keep.sum(1).clamp(min=1))
 

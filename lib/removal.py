@@ -312,8 +312,15 @@ class InstructionEncoder(nn.Module):
         super().__init__()
         self.embed = nn.Embedding(vocab, dim, padding_idx=0)
         self.gru = nn.GRU(dim, dim, batch_first=True, bidirectional=True)
+        self.vocab = vocab
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        checks.tensor(tokens, "tokens")
+        if tokens.dim() != 2 or tokens.dtype != torch.int64:
+            raise ValueError(f"tokens must be int64 word ids of shape (N, L) (lib.removal.tokenize_instruction), "
+                             f"got {tokens.dtype} {tuple(tokens.shape)}")
+        if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.vocab):
+            raise ValueError(f"word ids must lie in [0, {self.vocab}), got {int(tokens.min())}..{int(tokens.max())}")
         lengths = (tokens != 0).sum(1).clamp_min(1).cpu()
         packed = nn.utils.rnn.pack_padded_sequence(self.embed(tokens), lengths, batch_first=True,
                                                    enforce_sorted=False)

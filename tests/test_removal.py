@@ -311,3 +311,15 @@ def test_fit_remover_takes_the_steps_of_its_former_hand_written_loop(ds):
             logits, small.masks[idx, small.target[idx]][:, None])
         opt.zero_grad(); loss.backward(); opt.step(); sched.step()
     assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+
+
+def test_instruction_encoder_refuses_bad_word_ids():
+    enc = R.InstructionEncoder(dim=4)
+    ok = R.tokenize_instruction(["remove the red circle"])
+    assert enc(ok).shape == (1, 8)
+    with pytest.raises(ValueError, match=r"int64 word ids of shape \(N, L\)"):
+        enc(ok.float())
+    with pytest.raises(ValueError, match=r"int64 word ids of shape \(N, L\)"):
+        enc(ok[0])
+    with pytest.raises(ValueError, match=r"word ids must lie in \[0, "):
+        enc(ok + 1000)

@@ -50,6 +50,8 @@ __all__ = [
     "close",
     "expect",
     "labels",
+    "module",
+    "module_device",
     "monotone",
     "nearest_distance",
     "not_a_copy",
@@ -150,6 +152,19 @@ def expect(condition, hint: str) -> None:
     """Raise :class:`NotYet` with ``hint`` unless ``condition`` holds."""
     if not bool(condition):
         raise NotYet(hint)
+
+
+def module(x, name: str) -> torch.nn.Module:
+    """``x`` if it is a ``torch.nn.Module`` (a network the answer hands in); ``TypeError`` otherwise."""
+    if not isinstance(x, torch.nn.Module):
+        raise TypeError(f"{name} must be a torch.nn.Module, got {type(x).__name__}")
+    return x
+
+
+def module_device(net: torch.nn.Module) -> torch.device:
+    """The device of ``net``'s parameters (the CPU for a network without parameters)."""
+    p = next(net.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
 
 
 def number(x, name: str) -> float:
