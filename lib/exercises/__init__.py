@@ -47,6 +47,7 @@ __all__ = [
     "Verdict",
     "check",
     "checker",
+    "keyed",
     "close",
     "expect",
     "labels",
@@ -152,6 +153,18 @@ def expect(condition, hint: str) -> None:
     """Raise :class:`NotYet` with ``hint`` unless ``condition`` holds."""
     if not bool(condition):
         raise NotYet(hint)
+
+
+def keyed(d, name: str, keys: Iterable, what: str | None = None) -> dict:
+    """``d`` as a dict whose keys are exactly ``keys`` (``what``: what each value is, for the
+    message); ``TypeError`` for another kind of object, ``ValueError`` for other keys."""
+    keys = list(keys)
+    want = f"a dict with exactly the keys {', '.join(map(repr, keys))}" + (f" ({what})" if what else "")
+    if not isinstance(d, Mapping):
+        raise TypeError(f"{name} must be {want}, got {type(d).__name__}")
+    if set(d) != set(keys):
+        raise ValueError(f"{name} must be {want}, got the keys {', '.join(map(repr, d))}")
+    return dict(d)
 
 
 def module(x, name: str) -> torch.nn.Module:
