@@ -183,7 +183,7 @@ class UNet(nn.Module):
         self.in_ch, self.t_dim, self.levels = in_ch, t_dim, len(mults)
         self.num_classes, self.cond_dim = num_classes, cond_dim
         emb = 4 * base
-        self.t_mlp = nn.Sequential(nn.Linear(t_dim, emb), nn.SiLU(), nn.Linear(emb, emb))
+        self.t_mlp = mlp([t_dim, emb, emb], act=nn.SiLU)
         if num_classes is not None:
             checks.positive_int(num_classes, "num_classes")
             self.label_emb = nn.Embedding(num_classes + 1, emb)       # index num_classes = "no label"
