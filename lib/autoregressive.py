@@ -6,7 +6,7 @@ The chain rule writes any joint distribution as a product of conditionals,
 
 so a generative model can be "just a next-token classifier". This module holds
 the text model: :class:`CharTokenizer` and :class:`NextTokenTransformer`, a tiny
-causal (GPT-style) transformer over characters; :func:`bits_per_token`,
+causal (GPT-style) transformer over characters (its blocks are :class:`lib.nets.TransformerBlock`); :func:`bits_per_token`,
 :func:`unigram_bits` (the baseline), :func:`score_text` (``log p("Once upon a
 time")``) and :func:`generate_text` with a temperature. The autoregressive models
 of pixels (PixelCNN) and their parallel, MaskGIT-style decoding are in
@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import checks
+from . import checks, nets
 
 
 class CharTokenizer:
@@ -63,42 +63,6 @@ class CharTokenizer:
         return "".join(self.alphabet[i - 1] for i in ids if i != self.BOS)
 
 
-class CausalSelfAttention(nn.Module):
-    """Multi-head self-attention; with ``causal=True`` position t only sees positions <= t.
-
-    ``(B, T, d_model) -> (B, T, d_model)``.
-    """
-
-    def __init__(self, d_model: int, n_heads: int, causal: bool = True):
-        super().__init__()
-        if d_model % n_heads:
-            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
-        self.n_heads, self.causal = n_heads, causal
-        self.qkv = nn.Linear(d_model, 3 * d_model)
-        self.proj = nn.Linear(d_model, d_model)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))  # (B, h, T, C/h)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)  # softmax(q k^T / sqrt(d)) v, masked
-        return self.proj(y.transpose(1, 2).reshape(B, T, C))
-
-
-class Block(nn.Module):
-    """Pre-norm transformer block: ``x + attn(ln(x))``, then ``x + mlp(ln(x))``."""
-
-    def __init__(self, d_model: int, n_heads: int, causal: bool = True):
-        super().__init__()
-        self.ln1, self.ln2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
-        self.attn = CausalSelfAttention(d_model, n_heads, causal)
-        self.mlp = nn.Sequential(nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model))
-
-    def forward(self, x):
-        x = x + self.attn(self.ln1(x))
-        return x + self.mlp(self.ln2(x))
-
-
 class NextTokenTransformer(nn.Module):
     """A tiny GPT: token + position embeddings, ``n_layers`` causal blocks, a linear head.
 
@@ -114,7 +78,7 @@ class NextTokenTransformer(nn.Module):
         self.vocab_size, self.context = vocab_size, context
         self.tok = nn.Embedding(vocab_size, d_model)
         self.pos = nn.Parameter(torch.zeros(1, context, d_model))
-        self.blocks = nn.Sequential(*[Block(d_model, n_heads, causal=True) for _ in range(n_layers)])
+        self.blocks = nn.Sequential(*[nets.TransformerBlock(d_model, n_heads, causal=True) for _ in range(n_layers)])
         self.ln = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, vocab_size)
         nn.init.normal_(self.pos, std=0.02)

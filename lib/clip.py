@@ -15,7 +15,8 @@ captioned scenes of :func:`lib.scenes.captioned_scenes` (32x32 RGB, captions of 
 * :func:`fit_linear_probe` -- the other adaptor: a linear classifier on frozen embeddings;
 * :class:`SceneJudge` -- a separately trained attribute classifier, the *measuring
   instrument* that tells whether a generated image shows what its prompt asked for;
-  :func:`scene_judge` trains one once and caches it on disk;
+  :func:`scene_judge` trains one once and caches it on disk, :func:`judge_accuracy` checks
+  it on real scenes;
 * :func:`clip_guided_latents` -- CLIP+generator: optimise a generator's latent ``z`` to
   maximise the cosine similarity of the image and text embeddings.
 """
@@ -30,7 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import checks, metrics, runtime, scenes, train
+from . import checks, metrics, nets, runtime, scenes, train
 
 
 # --- the two encoders ---------------------------------------------------------------------
@@ -64,9 +65,11 @@ class ImageEncoder(nn.Module):
 class TextEncoder(nn.Module):
     """A tiny Transformer over word tokens: ``(N, L)`` int64 (0 = padding) -> features ``(N, dim)``.
 
-    Token + position embeddings, ``layers`` self-attention blocks, mean over the non-padding
-    tokens. Word *order* matters (the position embeddings), so "a red square above a blue
-    circle" and "a blue square above a red circle" can get different embeddings.
+    Token + position embeddings, ``layers`` blocks :class:`lib.nets.TransformerBlock` (the
+    next-token model's block, bidirectional: no causal mask; padding is not attended to), then
+    the mean over the non-padding tokens. Word *order* matters (the position embeddings), so
+    "a red square above a blue circle" and "a blue square above a red circle" can get
+    different embeddings.
     """
 
     def __init__(self, dim: int = 64, width: int = 64, layers: int = 2, heads: int = 4,
@@ -75,9 +78,8 @@ class TextEncoder(nn.Module):
         self.length = length
         self.tok = nn.Embedding(vocab, width)
         self.pos = nn.Parameter(torch.randn(length, width) * 0.02)
-        block = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=0.0, batch_first=True,
-                                           norm_first=True, activation="gelu")
-        self.blocks = nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
+        self.blocks = nn.ModuleList(nets.TransformerBlock(width, heads, causal=False, mlp_ratio=2)
+                                    for _ in range(layers))
         self.out = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, dim))
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -86,7 +88,9 @@ class TextEncoder(nn.Module):
             raise ValueError(f"tokens must be int64 of shape (N, {self.length}), got {tuple(tokens.shape)} "
                              f"{tokens.dtype} (use lib.scenes.tokenize)")
         pad = tokens == 0                                     # (N, L) True where padding
-        h = self.blocks(self.tok(tokens) + self.pos, src_key_padding_mask=pad)
+        h = self.tok(tokens) + self.pos                       # (N, L, width)
+        for block in self.blocks:
+            h = block(h, pad)
         keep = (~pad).unsqueeze(-1).float()
         return self.out((h * keep).sum(1) / keep.sum(1).clamp(min=1))
 
@@ -332,6 +336,30 @@ def attribute_match(pred: dict[str, torch.Tensor], target: dict[str, torch.Tenso
     for k in keys:
         ok &= pred[k].cpu() == target[k].cpu()
     return ok
+
+
+def judge_accuracy(judge: SceneJudge, sets: dict, attributes: Sequence[str] = (),
+                   device: torch.device | str | None = None) -> dict[str, dict[str, float]]:
+    """How well ``judge`` reads real scenes: for each entry ``name -> scenes`` of ``sets``
+    (objects with ``images (N, 3, S, S)`` and ``labels``, e.g. :func:`lib.scenes.captioned_scenes`),
+    the percentage of scenes whose attributes it reads all right (``"all attributes"``, see
+    :func:`attribute_match`) and, for each name in ``attributes`` (``"shape"``, ``"colour"``,
+    ...), the percentage whose attribute it reads right. Returns ``{name: {column: %}}``,
+    the rows of a :func:`lib.results.table`."""
+    if not isinstance(judge, SceneJudge):
+        raise TypeError(f"judge must be a lib.clip.SceneJudge, got {type(judge).__name__}")
+    if not isinstance(sets, dict) or not sets:
+        raise TypeError("sets must be a non-empty dict: name -> scenes (with .images and .labels)")
+    unknown = [a for a in attributes if a not in HEADS]
+    if isinstance(attributes, str) or unknown:
+        raise ValueError(f"attributes must be names among {sorted(HEADS)}, got {unknown or attributes!r}")
+    rows = {}
+    for name, s in sets.items():
+        p = judge.predict(s.images.to(device) if device is not None else s.images)
+        rows[name] = {"all attributes": 100 * float(attribute_match(p, s.labels).float().mean())}
+        for a in attributes:
+            rows[name][a] = 100 * float((p[a].cpu() == s.labels[a].cpu()).float().mean())
+    return rows
 
 
 # --- plugging models together: CLIP + generator --------------------------------------------

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from . import checks, data
+from . import checks, data, nets
 
 
 class ClassGaussians:
@@ -314,16 +314,15 @@ class EnergyNet(nn.Module):
     def __init__(self, dim: int = 2, hidden: int = 128, depth: int = 3):
         super().__init__()
         checks.positive_int(dim, "dim"); checks.positive_int(hidden, "hidden"); checks.positive_int(depth, "depth")
-        layers, w = [], dim + 1
-        for _ in range(depth):
-            layers += [nn.Linear(w, hidden), nn.SiLU()]
-            w = hidden
-        self.net = nn.Sequential(*layers, nn.Linear(w, 1))
+        self.net = nets.mlp([dim + 1] + [hidden] * depth + [1], act=nn.SiLU)
         self.dim = dim
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        """``x (B, D)``, ``sigma (B,)`` or a float -> energies ``(B,)``."""
+        """``x (B, D)``, ``sigma (B,)`` or a float (> 0) -> energies ``(B,)``."""
+        checks.shape(x, (None, self.dim), "x")
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(len(x))
+        if not (sigma > 0).all():
+            raise ValueError("sigma (the noise level) must be > 0")
         return self.net(torch.cat([x, sigma.log()[:, None]], 1)).squeeze(1) / sigma
 
     def score(self, x: torch.Tensor, sigma, create_graph: bool = False) -> torch.Tensor:
@@ -398,11 +397,7 @@ class Generator2d(nn.Module):
         super().__init__()
         for v, nm in ((z_dim, "z_dim"), (dim, "dim"), (hidden, "hidden"), (depth, "depth")):
             checks.positive_int(v, nm)
-        layers, w = [], z_dim
-        for _ in range(depth):
-            layers += [nn.Linear(w, hidden), nn.SiLU()]
-            w = hidden
-        self.net = nn.Sequential(*layers, nn.Linear(w, dim))
+        self.net = nets.mlp([z_dim] + [hidden] * depth + [dim], act=nn.SiLU)
         self.z_dim = z_dim
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -417,18 +412,30 @@ class Generator2d(nn.Module):
         return self(torch.randn(n, self.z_dim, generator=generator).to(dev))
 
 
-def mmd_loss(a: torch.Tensor, b: torch.Tensor, bandwidths=(0.05, 0.1, 0.2, 0.5, 1.0)) -> torch.Tensor:
-    """Differentiable squared MMD (Gretton et al., 2012) with a sum of Gaussian kernels.
+def mmd_loss(a: torch.Tensor, b: torch.Tensor, bandwidths=(0.05, 0.1, 0.2, 0.5, 1.0),
+             unbiased: bool = False) -> torch.Tensor:
+    """Differentiable squared MMD (Gretton et al., 2012) with a sum of Gaussian kernels
+    ``k(x, y) = sum_h exp(-|x - y|^2 / (2 h^2))`` over ``bandwidths`` (``None``: one kernel
+    whose bandwidth is the median pairwise distance of the pooled sample).
 
-    ``a (N, D)``, ``b (M, D)``; biased (V-statistic) estimate, >= 0, zero iff the two
-    empirical distributions coincide (for a characteristic kernel). Training a
-    generator to minimise it is a *generative moment matching network*.
+    ``a (N, D)``, ``b (M, D)``; a 0-d tensor. By default the biased (V-statistic) estimate,
+    >= 0, zero iff the two empirical distributions coincide (for a characteristic kernel):
+    training a generator to minimise it is a *generative moment matching network*.
+    ``unbiased=True`` leaves out the ``k(x, x)`` terms (the U-statistic, which can be
+    slightly negative; :func:`lib.metrics.mmd` reports it).
     """
     a, b = _points2(a, "a"), _points2(b, "b")
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"a and b must have the same dimension, got {a.shape[1]} and {b.shape[1]}")
+    n, m = len(a), len(b)
+    if unbiased and min(n, m) < 2:
+        raise ValueError(f"the unbiased MMD needs at least two points on each side, got {n} and {m}")
     z = torch.cat([a, b])
-    d2 = torch.cdist(z, z).pow(2)
+    d2 = torch.cdist(z, z).pow(2)                                   # (N + M, N + M)
+    if bandwidths is None:
+        bandwidths = (float(d2[d2 > 0].median().sqrt()),)
     k = sum(torch.exp(-d2 / (2 * h ** 2)) for h in bandwidths)
-    n = len(a)
-    return k[:n, :n].mean() + k[n:, n:].mean() - 2 * k[:n, n:].mean()
+    kaa, kbb, kab = k[:n, :n], k[n:, n:], k[:n, n:]
+    if unbiased:
+        return (kaa.sum() - kaa.trace()) / (n * (n - 1)) + (kbb.sum() - kbb.trace()) / (m * (m - 1)) - 2 * kab.mean()
+    return kaa.mean() + kbb.mean() - 2 * kab.mean()

@@ -39,6 +39,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import checks
+from .nets import mlp  # noqa: F401  (gan.mlp: the chapter-6 notebooks build their MLPs with it)
 
 D_LOSSES = ("minimax", "lsgan", "hinge")
 G_LOSSES = ("saturating", "nonsaturating", "lsgan", "hinge")
@@ -206,16 +207,6 @@ def _labels_for(net: nn.Module, y, n: int, device) -> torch.Tensor | None:
     if y is None:
         raise ValueError(f"{type(net).__name__} is class-conditional: pass labels (N,) in [0, {k}) or class weights (N, {k})")
     return labels_onehot(y, k, n).to(device)
-
-
-def mlp(sizes: list[int] | tuple[int, ...], act: type[nn.Module] = nn.ReLU) -> nn.Sequential:
-    """A multilayer perceptron ``sizes[0] -> ... -> sizes[-1]``, activation between layers, none after."""
-    if len(sizes) < 2 or any(not isinstance(s, int) or s < 1 for s in sizes):
-        raise ValueError(f"sizes must be at least two positive ints, got {sizes}")
-    layers: list[nn.Module] = []
-    for a, b in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(a, b), act()]
-    return nn.Sequential(*layers[:-1])
 
 
 class MLPGenerator(nn.Module):

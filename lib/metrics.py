@@ -73,20 +73,13 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, n_projections: int = 25
 
 
 def mmd(a: torch.Tensor, b: torch.Tensor, bandwidth: float | None = None) -> float:
-    """Unbiased squared MMD with a Gaussian kernel between ``a (N, D)`` and ``b (M, D)``.
+    """Unbiased squared MMD with a Gaussian kernel between ``a (N, D)`` and ``b (M, D)``, a float
+    (in double precision; the one definition is :func:`lib.density.mmd_loss`, the loss).
 
     ``bandwidth`` defaults to the median pairwise distance of the pooled sample.
     """
     a, b = _points(a, "a"), _points(b, "b")
-    z = torch.cat([a, b])
-    d2 = torch.cdist(z, z).pow(2)
-    if bandwidth is None:
-        bandwidth = float(d2[d2 > 0].median().sqrt())
-    k = torch.exp(-d2 / (2 * bandwidth ** 2))
-    n, m = len(a), len(b)
-    kaa, kbb, kab = k[:n, :n], k[n:, n:], k[:n, n:]
-    return float((kaa.sum() - kaa.trace()) / (n * (n - 1)) + (kbb.sum() - kbb.trace()) / (m * (m - 1))
-                 - 2 * kab.mean())
+    return float(density.mmd_loss(a, b, None if bandwidth is None else (bandwidth,), unbiased=True))
 
 
 def frechet_distance(fa: torch.Tensor, fb: torch.Tensor) -> float:
@@ -118,10 +111,11 @@ class DigitFeatureNet(nn.Module):
         self.head = nn.Linear(64, 10)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        checks.shape(x, (None, 1, 16, 16), "digits")
         return self.body(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
+        return self.head(self.features(x))
 
 
 _FEATURE_NET: DigitFeatureNet | None = None
@@ -303,13 +297,23 @@ def hf_energy_ratio(x: torch.Tensor, ref: torch.Tensor) -> float:
     return float(_laplacian(x.double()).pow(2).sum()) / den
 
 
-def gradient_magnitude(x: torch.Tensor) -> torch.Tensor:
-    """Central-difference gradient magnitude, ``(N, C, H, W) -> (N, C, H-2, W-2)``."""
+def gradient_magnitude(x: torch.Tensor, differences: str = "central") -> torch.Tensor:
+    """Finite-difference gradient magnitude ``sqrt(dx^2 + dy^2)`` of ``x (N, C, H, W)``.
+
+    ``differences="central"``: ``dx = x[i, j+1] - x[i, j-1]`` (and likewise ``dy``), ``(N, C, H-2, W-2)``;
+    ``"forward"``: ``dx = x[i, j+1] - x[i, j]``, ``(N, C, H-1, W-1)`` (what :func:`sharpness` averages).
+    """
     checks.tensor(x, "x")
-    if x.dim() != 4 or min(x.shape[-2:]) < 3:
-        raise ValueError(f"x must be (N, C, H, W) with H, W >= 3, got {tuple(x.shape)}")
-    gx = x[..., 1:-1, 2:] - x[..., 1:-1, :-2]
-    gy = x[..., 2:, 1:-1] - x[..., :-2, 1:-1]
+    checks.choice(differences, ("central", "forward"), "differences")
+    step = 2 if differences == "central" else 1
+    if x.dim() != 4 or min(x.shape[-2:]) < step + 1:
+        raise ValueError(f"x must be (N, C, H, W) with H, W >= {step + 1}, got {tuple(x.shape)}")
+    if differences == "central":
+        gx = x[..., 1:-1, 2:] - x[..., 1:-1, :-2]
+        gy = x[..., 2:, 1:-1] - x[..., :-2, 1:-1]
+    else:
+        gx = x[..., :-1, 1:] - x[..., :-1, :-1]
+        gy = x[..., 1:, :-1] - x[..., :-1, :-1]
     return (gx ** 2 + gy ** 2).sqrt()
 
 
@@ -350,10 +354,7 @@ def sharpness(x: torch.Tensor) -> float:
     averaged over channels, pixels and images) of ``x (N, C, H, W)`` in ``[-1, 1]``.
     Blurry images score low; a restoration should score close to the ground truth."""
     checks.images(x)
-    u = (x.double() + 1) / 2
-    dx = u[..., :-1, 1:] - u[..., :-1, :-1]
-    dy = u[..., 1:, :-1] - u[..., :-1, :-1]
-    return float(torch.sqrt(dx ** 2 + dy ** 2).mean())
+    return float(gradient_magnitude((x.double() + 1) / 2, "forward").mean())
 
 
 def colourfulness(x: torch.Tensor) -> float:

@@ -1,5 +1,9 @@
-"""Shared network building blocks (introduced in chapter 5; reused by chapters 8, 9 and 10).
+"""Shared network building blocks (introduced in chapters 4 and 5; reused by chapters 6 to 10).
 
+* :func:`mlp` -- a multilayer perceptron (linear layers, an activation between them);
+* :class:`SelfAttention` and :class:`TransformerBlock` -- multi-head self-attention (causal or
+  bidirectional, with an optional padding mask) and the pre-norm transformer block, shared by
+  the next-token model (chapter 4) and CLIP's text encoder (chapter 9);
 * :func:`sinusoidal_embedding` -- a time step ``t`` as a vector of sines and cosines;
 * :class:`MLPDenoiser` -- predicts the noise of 2-D points ``(N, D)`` at step ``t``;
 * :class:`ResBlock` and :class:`UNet` -- the time-conditioned residual block and the small
@@ -15,13 +19,79 @@
 """
 from __future__ import annotations
 
+import copy
 import math
+from typing import Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from . import checks
+
+
+def mlp(sizes: list[int] | tuple[int, ...], act: Callable[[], nn.Module] = nn.ReLU) -> nn.Sequential:
+    """A multilayer perceptron ``(N, sizes[0]) -> (N, sizes[-1])``: ``nn.Linear`` layers with
+    ``act()`` between them and none after the last (``mlp([2, 64, 64, 1], nn.SiLU)``)."""
+    if not isinstance(sizes, (list, tuple)) or len(sizes) < 2 or any(
+            not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in sizes):
+        raise ValueError(f"sizes must be at least two positive ints (input, hidden..., output), got {sizes}")
+    if not callable(act):
+        raise TypeError(f"act must make an activation module (e.g. nn.ReLU), got {act!r}")
+    layers: list[nn.Module] = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(a, b), act()]
+    return nn.Sequential(*layers[:-1])
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention ``(B, T, d_model) -> (B, T, d_model)``; with ``causal=True``
+    position t only sees positions <= t. ``forward(x, pad)``: an optional bool ``pad (B, T)``,
+    True at padding positions, which no position attends to."""
+
+    def __init__(self, d_model: int, n_heads: int, causal: bool = True):
+        super().__init__()
+        checks.positive_int(d_model, "d_model"); checks.positive_int(n_heads, "n_heads")
+        if d_model % n_heads:
+            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        self.n_heads, self.causal = n_heads, causal
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.proj = nn.Linear(d_model, d_model)
+
+    def forward(self, x: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))  # (B, h, T, C/h)
+        mask = None if pad is None else ~pad[:, None, None, :]         # (B, 1, 1, T): True = may attend
+        # softmax(q k^T / sqrt(d)) v, masked
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=self.causal and mask is None)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm transformer block ``(B, T, d_model) -> (B, T, d_model)``: ``x + attn(ln(x))``,
+    then ``x + mlp(ln(x))`` with a GELU MLP of width ``mlp_ratio * d_model``. ``causal``: each
+    position sees only the ones before it (a next-token model); ``forward(x, pad)`` takes an
+    optional bool padding mask ``(B, T)`` (True = padding, not attended to)."""
+
+    def __init__(self, d_model: int, n_heads: int, causal: bool = True, mlp_ratio: int = 4):
+        super().__init__()
+        checks.positive_int(mlp_ratio, "mlp_ratio")
+        self.d_model = d_model
+        self.ln1, self.ln2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.attn = SelfAttention(d_model, n_heads, causal)
+        self.mlp = mlp([d_model, mlp_ratio * d_model, d_model], act=nn.GELU)
+
+    def forward(self, x: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
+        checks.tensor(x, "x")
+        if x.dim() != 3 or x.shape[2] != self.d_model:
+            raise ValueError(f"x must have shape (B, T, {self.d_model}), got {tuple(x.shape)}")
+        if pad is not None and (pad.dtype != torch.bool or pad.shape != x.shape[:2]):
+            raise ValueError(f"pad must be a bool mask of shape {tuple(x.shape[:2])}, got {pad.dtype} {tuple(pad.shape)}")
+        if pad is not None and self.attn.causal:
+            raise ValueError("a padding mask goes with causal=False (a causal model pads at the end)")
+        x = x + self.attn(self.ln1(x), pad)
+        return x + self.mlp(self.ln2(x))
 
 
 def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -113,7 +183,7 @@ class UNet(nn.Module):
         self.in_ch, self.t_dim, self.levels = in_ch, t_dim, len(mults)
         self.num_classes, self.cond_dim = num_classes, cond_dim
         emb = 4 * base
-        self.t_mlp = nn.Sequential(nn.Linear(t_dim, emb), nn.SiLU(), nn.Linear(emb, emb))
+        self.t_mlp = mlp([t_dim, emb, emb], act=nn.SiLU)
         if num_classes is not None:
             checks.positive_int(num_classes, "num_classes")
             self.label_emb = nn.Embedding(num_classes + 1, emb)       # index num_classes = "no label"
@@ -341,8 +411,6 @@ class EMA:
     """
 
     def __init__(self, model: nn.Module, decay: float = 0.995):
-        import copy
-
         if not 0 < decay < 1:
             raise ValueError(f"decay must lie in (0, 1), got {decay}")
         self.decay, self.n = float(decay), 0

@@ -180,6 +180,20 @@ def _start_images(n, size, x, known, device):
     return x.to(device).clone()
 
 
+def _sampling_start(model: nn.Module, n: int, size: int, x: torch.Tensor | None, known: torch.Tensor | None,
+                    temperature: float) -> tuple[torch.device, torch.Tensor, torch.Tensor]:
+    """What both samplers check and set up: ``(device, known (H, W) bool, images (n, 1, H, W))``."""
+    checks.positive_int(n, "n"); checks.positive_int(size, "size")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    dev = next(model.parameters()).device
+    known = _known_mask(known, size, dev)
+    img = _start_images(n, size, x, known, dev)
+    if len(img) != n:
+        raise ValueError(f"x holds {len(img)} images, expected n={n}")
+    return dev, known, img
+
+
 @torch.no_grad()
 def sample_raster(model: nn.Module, n: int, size: int = 16, x: torch.Tensor | None = None,
                   known: torch.Tensor | None = None, temperature: float = 1.0,
@@ -193,14 +207,7 @@ def sample_raster(model: nn.Module, n: int, size: int = 16, x: torch.Tensor | No
     "complete the bottom half given the top half". ``temperature`` divides the logits.
     Returns ``(n, 1, size, size)`` in ``{0, 1}``.
     """
-    checks.positive_int(n, "n"); checks.positive_int(size, "size")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    dev = next(model.parameters()).device
-    known = _known_mask(known, size, dev)
-    img = _start_images(n, size, x, known, dev)
-    if len(img) != n:
-        raise ValueError(f"x holds {len(img)} images, expected n={n}")
+    dev, known, img = _sampling_start(model, n, size, x, known, temperature)
     was_training = model.training
     model.eval()
     for i in range(size * size):
@@ -318,16 +325,9 @@ def decode_parallel(model: nn.Module, n: int, steps: int, size: int = 16, x: tor
     ``known``/``x`` keep given pixels, as in :func:`sample_raster` -- but here they may be
     anywhere (the model is bidirectional). Returns ``(n, 1, size, size)`` in ``{0, 1}``.
     """
-    checks.positive_int(n, "n"); checks.positive_int(size, "size")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
     if choice_temperature < 0:
         raise ValueError(f"choice_temperature must be >= 0, got {choice_temperature}")
-    dev = next(model.parameters()).device
-    known = _known_mask(known, size, dev)
-    img = _start_images(n, size, x, known, dev)
-    if len(img) != n:
-        raise ValueError(f"x holds {len(img)} images, expected n={n}")
+    dev, known, img = _sampling_start(model, n, size, x, known, temperature)
     counts = masking_counts(steps, int((~known).sum()))
     tokens = torch.where(known, img, torch.full_like(img, MASK))                         # (n, 1, H, W)
     was_training = model.training

@@ -312,8 +312,15 @@ class InstructionEncoder(nn.Module):
         super().__init__()
         self.embed = nn.Embedding(vocab, dim, padding_idx=0)
         self.gru = nn.GRU(dim, dim, batch_first=True, bidirectional=True)
+        self.vocab = vocab
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        checks.tensor(tokens, "tokens")
+        if tokens.dim() != 2 or tokens.dtype != torch.int64:
+            raise ValueError(f"tokens must be int64 word ids of shape (N, L) (lib.removal.tokenize_instruction), "
+                             f"got {tokens.dtype} {tuple(tokens.shape)}")
+        if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.vocab):
+            raise ValueError(f"word ids must lie in [0, {self.vocab}), got {int(tokens.min())}..{int(tokens.max())}")
         lengths = (tokens != 0).sum(1).clamp_min(1).cpu()
         packed = nn.utils.rnn.pack_padded_sequence(self.embed(tokens), lengths, batch_first=True,
                                                    enforce_sorted=False)
@@ -409,23 +416,20 @@ def fit_remover(net: InstructionRemover, ds: RemovalSet, steps: int, batch: int 
     dev = next(net.parameters()).device
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr * 0.05)
 
-    def step(i):
-        idx = torch.randint(len(ds), (batch,), generator=g)
+    def loss(idx):                                                      # idx (B,) examples
         out, logits = net(ds.inputs[idx].to(dev), ds.tokens[idx].to(dev), return_logits=True)
         l1 = F.l1_loss(out, ds.targets[idx].to(dev))
         true_mask = ds.masks[idx, ds.target[idx]][:, None].to(dev)       # (B, 1, S, S) coverage in [0, 1]
         bce = F.binary_cross_entropy_with_logits(logits, true_mask)
-        loss = l1 + mask_weight * bce
-        opt.zero_grad(); loss.backward(); opt.step(); sched.step()
-        return {"l1": l1, "mask BCE": bce}
+        return {"loss": l1 + mask_weight * bce, "l1": l1, "mask BCE": bce}
 
     net.train()
-    hist = train.train_loop(step, steps, desc=desc)
+    run = train.fit(net, loss, lambda: torch.randint(len(ds), (batch,), generator=g), steps, lr=lr,
+                    schedule=lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr * 0.05),
+                    desc=desc)
     net.eval()
-    return hist
+    return {k: v for k, v in run.history.items() if k != "loss"}
 
 
 @torch.no_grad()

@@ -229,7 +229,7 @@ class SRResNet(nn.Module):
         super().__init__()
         if factor not in (2, 4):
             raise ValueError(f"factor must be 2 or 4, got {factor}")
-        self.factor = factor
+        self.factor, self.channels = factor, channels
         self.head = nn.Conv2d(channels, width, 3, padding=1)
         self.blocks = nn.Sequential(*[EDSRBlock(width) for _ in range(blocks)])
         ups = []
@@ -239,7 +239,8 @@ class SRResNet(nn.Module):
         self.tail = nn.Conv2d(width, channels, 3, padding=1)
         nn.init.zeros_(self.tail.weight); nn.init.zeros_(self.tail.bias)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        checks.images(x, channels=self.channels, name="low-resolution images")
         h = self.head(x)
         h = h + self.blocks(h)
         base = F.interpolate(x, scale_factor=self.factor, mode="bicubic", align_corners=False)
@@ -261,9 +262,12 @@ class DnCNN(nn.Module):
             layers += [nn.Conv2d(width, width, 3, padding=1), nn.ReLU()]
         layers += [nn.Conv2d(width, channels, 3, padding=1)]
         self.net = nn.Sequential(*layers)
-        self.channels = channels
+        self.channels, self.extra = channels, extra
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # degraded images: noisy values may leave [-1, 1], so only the shape is checked
+        checks.shape(x, (None, self.channels + self.extra, None, None),
+                     "degraded images" + (f" (+ {self.extra} extra channel(s))" if self.extra else ""))
         return x[:, :self.channels] - self.net(x)
 
 
@@ -277,7 +281,11 @@ class MultiScaleDeblur(nn.Module):
         self.coarse = DnCNN(channels, width, depth)
         self.fine = DnCNN(channels, width, depth, extra=channels)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        checks.shape(x, (None, self.coarse.channels, None, None), "blurry images")
+        if x.shape[-1] % 2 or x.shape[-2] % 2:
+            raise ValueError(f"blurry images need an even height and width (one 2x coarser scale), "
+                             f"got {tuple(x.shape[-2:])}")
         small = self.coarse(F.avg_pool2d(x, 2))
         up = F.interpolate(small, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return self.fine(torch.cat([x, up], 1))
@@ -309,8 +317,12 @@ class SkipEncoderDecoder(nn.Module):
         self.e1, self.e2, self.e3 = _down(in_ch, w), _down(w, 2 * w), _down(2 * w, 4 * w)
         self.mid = nn.Sequential(nn.Conv2d(4 * w, 4 * w, 3, padding=1), nn.ReLU())
         self.d3, self.d2, self.d1 = _up(4 * w, 2 * w), _up(4 * w, w), _up(2 * w, w)
+        self.in_ch = in_ch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        checks.shape(x, (None, self.in_ch, None, None), "input")
+        if x.shape[-1] % 8 or x.shape[-2] % 8:
+            raise ValueError(f"input height and width must be multiples of 8, got {tuple(x.shape[-2:])}")
         h1 = self.e1(x); h2 = self.e2(h1); h3 = self.e3(h2)            # H/2, H/4, H/8
         u = self.d3(self.mid(h3))                                      # (N, 2w, H/4, W/4)
         u = self.d2(torch.cat([u, h2], 1))                             # (N, w, H/2, W/2)
@@ -331,8 +343,12 @@ class ContextEncoder(nn.Module):
         self.out = nn.Conv2d(width, channels, 3, padding=1)
         self.channels = channels
 
-    def forward(self, inp):
+    def forward(self, inp: torch.Tensor) -> torch.Tensor:
+        checks.shape(inp, (None, self.channels + 1, None, None),
+                     f"input (the masked image, {self.channels} channel(s), and the mask)")
         x, m = inp[:, :self.channels], inp[:, self.channels:]
+        checks.value_range(x, -1.0, 1.0, "the masked image")
+        checks.value_range(m, 0.0, 1.0, "the mask (1 = hole)")
         pred = torch.tanh(self.out(self.body(inp)))
         return m * pred + (1 - m) * x
 
@@ -350,7 +366,8 @@ class Colorizer(nn.Module):
         self.out = nn.Conv2d(width + 1, 2, 3, padding=1)
         nn.init.zeros_(self.out.weight); nn.init.zeros_(self.out.bias)
 
-    def forward(self, g):
+    def forward(self, g: torch.Tensor) -> torch.Tensor:
+        checks.images(g, channels=1, name="grey images (luma)")
         uv = 0.5 * torch.tanh(self.out(torch.cat([self.body(g), g], 1)))  # zero-initialised: starts grey
         return yuv_to_rgb(torch.cat([(g + 1) / 2, uv], 1))
 

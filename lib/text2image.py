@@ -165,7 +165,7 @@ class TextUNet(nn.Module):
         checks.positive_int(map_channels, "map_channels")
         self.channels, self.cond_dim = channels, cond_dim
         self.text = TextEncoder(cond_dim)
-        self.where = nn.Sequential(nn.Linear(cond_dim + 2, 64), nn.SiLU(), nn.Linear(64, map_channels))
+        self.where = nets.mlp([cond_dim + 2, 64, map_channels], act=nn.SiLU)
         self.unet = nets.UNet(in_ch=channels + map_channels, base=base, mults=mults, cond_dim=cond_dim)
 
     def condition(self, tokens: torch.Tensor | None, n: int, drop: torch.Tensor | None = None) -> torch.Tensor:

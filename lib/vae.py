@@ -27,19 +27,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import checks
+from . import checks, nets
 
 LIKELIHOODS = ("bernoulli", "gaussian")
-
-
-def _mlp(sizes: list[int]) -> nn.Sequential:
-    """Linear layers with ReLU in between (none after the last)."""
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
 
 
 def _latent(z: torch.Tensor, dim: int, name: str = "z") -> torch.Tensor:
@@ -65,8 +55,8 @@ class Autoencoder(nn.Module):
         checks.positive_int(image_size, "image_size")
         self.code_dim, self.image_size = code_dim, image_size
         d = image_size * image_size
-        self.encoder = _mlp([d, hidden, hidden // 2, code_dim])
-        self.decoder = _mlp([code_dim, hidden // 2, hidden, d])
+        self.encoder = nets.mlp([d, hidden, hidden // 2, code_dim])
+        self.decoder = nets.mlp([code_dim, hidden // 2, hidden, d])
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         checks.images(x, channels=1, size=self.image_size)
@@ -176,10 +166,10 @@ class VAE(nn.Module):
         else:
             self._sigma = float(sigma)
         d = image_size * image_size
-        self.encoder = _mlp([d, hidden, hidden])
+        self.encoder = nets.mlp([d, hidden, hidden])
         self.to_mu = nn.Linear(hidden, latent_dim)
         self.to_logvar = nn.Linear(hidden, latent_dim)
-        self.decoder = _mlp([latent_dim, hidden, hidden, d])
+        self.decoder = nets.mlp([latent_dim, hidden, hidden, d])
 
     @property
     def sigma(self) -> float:

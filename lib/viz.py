@@ -40,6 +40,7 @@ COLUMN_PX = 688
 COLUMN_INCHES = COLUMN_PX / DPI
 MIN_PX_PER_PIXEL = 4   # a small image (8x8, 16x16, 32x32) is shown at least this much enlarged
 MAX_PX_PER_PIXEL = 8
+LINE_PX = 16  # one line of text in the default font size (10 pt at 100 dpi, with leading)
 RC = {
     "figure.figsize": (COLUMN_INCHES - 0.2, 3.6),
     "figure.dpi": DPI,
@@ -152,7 +153,8 @@ def _text_px(text: str) -> float:
 
 
 def image_rows(rows: dict[str, torch.Tensor], *, title: str | None = None,
-               column_titles: Sequence[str] | None = None, nrow: int | None = None) -> list[plt.Axes]:
+               column_titles: Sequence[str] | None = None, nrow: int | None = None,
+               labels: str = "left") -> list[plt.Axes]:
     """One labelled row of images per entry of ``rows`` (label -> ``(N, C, H, W)`` in ``[-1, 1]``).
 
     The common "method by method" or "step by step" figure: every row is one strip with
@@ -160,6 +162,8 @@ def image_rows(rows: dict[str, torch.Tensor], *, title: str | None = None,
     ``nrow`` caps the images per row (a longer entry wraps onto more lines). All rows
     share one pixel scale (4 to 8 screen pixels per image pixel), so images of the same
     size are drawn the same size and the figure fits the book's column.
+    ``labels="above"`` sets each label above its row instead, left-aligned (for long
+    labels such as prompts; a label may have several lines).
     Returns the rows' axes (like :func:`show_images`, not the figure: Jupyter would
     show a returned figure twice).
     """
@@ -167,11 +171,17 @@ def image_rows(rows: dict[str, torch.Tensor], *, title: str | None = None,
         raise TypeError("rows must be a non-empty dict: label -> images (N, C, H, W)")
     for label, x in rows.items():
         checks.images(x, name=f"rows[{label!r}]")
+    checks.choice(labels, ("left", "above"), "labels")
+    if labels == "above" and column_titles is not None:
+        raise ValueError("column_titles go with labels='left' (above, they would cover the first label)")
     n_max = max(len(x) for x in rows.values())
     if column_titles is not None and len(column_titles) != n_max:
         raise ValueError(f"column_titles has {len(column_titles)} entries for rows of up to {n_max} images")
     w_max = max(x.shape[3] for x in rows.values())
-    label_px = max(_text_px(str(k)) for k in rows) + 16  # room for the labels
+    above = labels == "above"
+    # room for the labels: at the left, or above each row (LINE_PX a line of text)
+    label_px = 0 if above else max(_text_px(str(k)) for k in rows) + 16
+    heads = [(str(k).count("\n") + 1) * LINE_PX + 4 if above else 0 for k in rows]
     budget = int(COLUMN_PX - 24 - label_px)
     per_row = min(nrow or n_max, n_max)
     per_row = _fit_nrow(n_max, per_row, w_max, 1, budget)
@@ -181,17 +191,21 @@ def image_rows(rows: dict[str, torch.Tensor], *, title: str | None = None,
     heights = [g.shape[0] for g in grids.values()]
     top = 30 if column_titles is not None else 0
     gap = 6
-    total_h = sum(heights) + gap * (len(heights) - 1) + top + (24 if title else 0)
+    total_h = sum(heights) + sum(heads) + gap * (len(heights) - 1) + top + (24 if title else 0)
     fig = plt.figure(figsize=((width + label_px) / DPI, total_h / DPI))
     y = total_h - (24 if title else 0) - top
     axes = []
-    for i, (label, g) in enumerate(grids.items()):
+    for i, ((label, g), head) in enumerate(zip(grids.items(), heads)):
+        y -= head
         ax = fig.add_axes(((label_px) / (width + label_px), (y - g.shape[0]) / total_h,
                            g.shape[1] / (width + label_px), g.shape[0] / total_h))
         y -= g.shape[0] + gap
         axes.append(ax)
         _imshow(ax, g)
-        ax.set_ylabel(str(label), rotation=0, ha="right", va="center", labelpad=6)
+        if above:
+            ax.set_title(str(label), loc="left", fontsize=plt.rcParams["font.size"], pad=3)
+        else:
+            ax.set_ylabel(str(label), rotation=0, ha="right", va="center", labelpad=6)
         if i == 0 and column_titles is not None:
             cell = g.shape[1] / min(per_row, len(column_titles)) if per_row else g.shape[1]
             ax.set_xticks([(j + 0.5) * cell - 0.5 for j in range(min(per_row, len(column_titles)))])

@@ -181,6 +181,25 @@ def test_scene_judge_conventions_and_attribute_match():
         clip.attribute_match(wrong, s.labels, keys=["texture"])
 
 
+def test_judge_accuracy_rows_are_the_percentages_read_right():
+    torch.manual_seed(0)
+    a, b = scenes.captioned_scenes("all", 12), scenes.captioned_scenes("all", 8, seed=3)
+    j = clip.SceneJudge(width=8)
+    rows = clip.judge_accuracy(j, {"a": a, "b": b}, attributes=("shape", "colour"))
+    assert list(rows) == ["a", "b"] and list(rows["a"]) == ["all attributes", "shape", "colour"]
+    p = j.predict(b.images)
+    assert rows["b"]["all attributes"] == 100 * float(clip.attribute_match(p, b.labels).float().mean())
+    assert rows["b"]["shape"] == 100 * float((p["shape"] == b.labels["shape"]).float().mean())
+    assert all(0 <= v <= 100 for r in rows.values() for v in r.values())
+    assert list(clip.judge_accuracy(j, {"a": a})["a"]) == ["all attributes"]
+    with pytest.raises(TypeError, match="SceneJudge"):
+        clip.judge_accuracy(object(), {"a": a})
+    with pytest.raises(TypeError, match="non-empty dict"):
+        clip.judge_accuracy(j, {})
+    with pytest.raises(ValueError, match="attributes"):
+        clip.judge_accuracy(j, {"a": a}, attributes=("texture",))
+
+
 def _judge_by_hand(n, steps, width, batch):
     """The judge's training as chapter 9's notebooks wrote it inline, before lib.clip.scene_judge."""
     torch.manual_seed(1)

@@ -185,6 +185,27 @@ def test_mmd_loss_zero_on_identical_and_positive_otherwise():
     assert float(density.mmd_loss(a, a + 1.0)) > 0.1
 
 
+def test_mmd_loss_is_the_one_mmd_unbiased_and_median_bandwidth():
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.randn(40, 2, generator=g, dtype=torch.float64), torch.randn(30, 2, generator=g, dtype=torch.float64)
+    # the unbiased estimate by hand, median bandwidth (what lib.metrics.mmd reported before it called mmd_loss)
+    z = torch.cat([a, b])
+    d2 = torch.cdist(z, z).pow(2)
+    h = float(d2[d2 > 0].median().sqrt())
+    k = torch.exp(-d2 / (2 * h ** 2))
+    kaa, kbb, kab = k[:40, :40], k[40:, 40:], k[:40, 40:]
+    ref = (kaa.sum() - kaa.trace()) / (40 * 39) + (kbb.sum() - kbb.trace()) / (30 * 29) - 2 * kab.mean()
+    assert float(density.mmd_loss(a, b, None, unbiased=True)) == float(ref)
+    assert metrics.mmd(a, b) == float(ref) and metrics.mmd(a, b, bandwidth=h) == float(ref)
+    biased = density.mmd_loss(a, b, None)
+    assert float(biased) > float(ref)                          # the V-statistic keeps the k(x, x) = 1 terms
+    x = a.clone().requires_grad_(True)
+    density.mmd_loss(x, b, unbiased=True).backward()           # differentiable either way
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    with pytest.raises(ValueError, match="two points"):
+        density.mmd_loss(a[:1], b, unbiased=True)
+
+
 def test_noise_levels_geometric():
     s = density.noise_levels(1.0, 0.01, 3)
     np.testing.assert_allclose(s.numpy(), [1.0, 0.1, 0.01], rtol=1e-5)
@@ -273,3 +294,12 @@ def test_class_gaussians_clip_images_but_not_codes():
     assert clipped.abs().max() <= 1 and free.abs().max() > 3        # codes keep their scale
     assert torch.allclose(free.clamp(-1, 1), clipped)                # the same draws
     assert free.std().item() == pytest.approx(3.0, rel=0.15) and set(labels.tolist()) == {0, 1}
+
+
+def test_energy_net_refuses_bad_points_and_noise_levels():
+    net = density.EnergyNet(dim=2, hidden=8, depth=1)
+    assert net(torch.zeros(3, 2), 0.5).shape == (3,)
+    with pytest.raises(ValueError, match=r"x must have shape \(N, 2\)"):
+        net(torch.zeros(3, 3), 0.5)
+    with pytest.raises(ValueError, match="sigma .* must be > 0"):
+        net(torch.zeros(3, 2), 0.0)

@@ -89,6 +89,20 @@ def test_structure_correlation():
         metrics.gradient_magnitude(torch.zeros(1, 1, 2, 5))
 
 
+def test_gradient_magnitude_forward_differences_are_what_sharpness_averages():
+    ramp = torch.arange(5.0).expand(1, 1, 5, 5)
+    assert torch.allclose(metrics.gradient_magnitude(ramp, "forward"), torch.ones(1, 1, 4, 4))
+    x = torch.rand(2, 3, 9, 7, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    u = (x.double() + 1) / 2                                  # sharpness before it called gradient_magnitude
+    dx, dy = u[..., :-1, 1:] - u[..., :-1, :-1], u[..., 1:, :-1] - u[..., :-1, :-1]
+    assert metrics.sharpness(x) == float(torch.sqrt(dx ** 2 + dy ** 2).mean())
+    assert metrics.gradient_magnitude(torch.zeros(1, 1, 2, 2), "forward").shape == (1, 1, 1, 1)
+    with pytest.raises(ValueError, match="differences"):
+        metrics.gradient_magnitude(ramp, "backward")
+    with pytest.raises(ValueError, match="H, W >= 2"):
+        metrics.gradient_magnitude(torch.zeros(1, 1, 1, 5), "forward")
+
+
 def test_image_correlation():
     torch.manual_seed(0)
     x = torch.randn(4, 1, 6, 6)
@@ -157,3 +171,12 @@ def test_colour_error_is_zero_for_equal_images_and_large_for_grey_vs_red():
         metrics.colour_error(x, x, torch.zeros(2, 1, 8, 8))
     with pytest.raises(ValueError, match="3"):
         metrics.colour_error(img(1, 1), img(1, 1))
+
+
+def test_digit_feature_net_refuses_other_images():
+    net = metrics.DigitFeatureNet()
+    assert net(torch.zeros(2, 1, 16, 16)).shape == (2, 10) and net.features(torch.zeros(2, 1, 16, 16)).shape == (2, 64)
+    with pytest.raises(ValueError, match=r"digits must have shape \(N, 1, 16, 16\)"):
+        net(torch.zeros(2, 3, 16, 16))
+    with pytest.raises(ValueError, match=r"digits must have shape \(N, 1, 16, 16\)"):
+        net.features(torch.zeros(1, 16, 16))

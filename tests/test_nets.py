@@ -127,3 +127,58 @@ def test_patch_discriminator_light_configuration():
         nets.PatchDiscriminator(4, 8, n_layers=1.5)
     with pytest.raises(ValueError, match="channels"):
         D(torch.zeros(2, 3, 16, 16))
+
+
+# --- the MLP builder and the transformer block ------------------------------------------------
+
+def test_mlp_builder_layers_and_refusals():
+    net = nets.mlp([2, 5, 1])
+    assert len(net) == 3 and isinstance(net[1], torch.nn.ReLU)
+    assert net(torch.zeros(4, 2)).shape == (4, 1)
+    silu = nets.mlp([3, 8, 8, 2], act=torch.nn.SiLU)
+    assert [type(m).__name__ for m in silu] == ["Linear", "SiLU", "Linear", "SiLU", "Linear"]
+    with pytest.raises(ValueError, match="at least two positive ints"):
+        nets.mlp([2])
+    with pytest.raises(ValueError, match="positive ints"):
+        nets.mlp([2, 0, 1])
+    with pytest.raises(TypeError, match="activation"):
+        nets.mlp([2, 3], act="relu")
+
+
+def test_mlp_builder_makes_the_same_networks_as_the_loops_it_replaced():
+    torch.manual_seed(0)
+    a = nets.mlp([3, 16, 16, 1], act=torch.nn.SiLU)
+    torch.manual_seed(0)
+    layers, w = [], 3
+    for _ in range(2):
+        layers += [torch.nn.Linear(w, 16), torch.nn.SiLU()]
+        w = 16
+    b = torch.nn.Sequential(*layers, torch.nn.Linear(w, 1))
+    assert a.state_dict().keys() == b.state_dict().keys()
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+
+
+def test_transformer_block_causal_and_padding():
+    torch.manual_seed(0)
+    blk = nets.TransformerBlock(16, 4, causal=True)
+    x = torch.randn(2, 6, 16)
+    y = blk(x)
+    assert y.shape == x.shape
+    x2 = x.clone()
+    x2[:, 4:] += 1.0                                            # the future changes ...
+    assert torch.allclose(blk(x2)[:, :4], y[:, :4], atol=1e-6)  # ... the past does not see it
+    enc = nets.TransformerBlock(16, 4, causal=False, mlp_ratio=2)
+    assert enc.mlp[0].out_features == 32
+    pad = torch.tensor([[False] * 4 + [True] * 2, [False] * 6])
+    x3 = x.clone()
+    x3[0, 4:] = 7.0                                             # padding content is never attended to
+    assert torch.allclose(enc(x3, pad)[0, :4], enc(x, pad)[0, :4], atol=1e-6)
+    assert not torch.allclose(enc(x3)[0, :4], enc(x)[0, :4], atol=1e-6)
+    with pytest.raises(ValueError, match=r"shape \(B, T, 16\)"):
+        blk(torch.zeros(2, 6, 8))
+    with pytest.raises(ValueError, match="bool mask"):
+        enc(x, pad.long())
+    with pytest.raises(ValueError, match="causal=False"):
+        blk(x, pad)
+    with pytest.raises(ValueError, match="divisible"):
+        nets.TransformerBlock(10, 4)

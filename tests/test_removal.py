@@ -1,5 +1,6 @@
 """Tests of lib.removal (chapter 10, instruction-based object removal): scene graph, instruction
 generation (refers to exactly one object), resolution, data, measures, model, bad inputs."""
+import copy
 import re
 
 import numpy as np
@@ -287,3 +288,38 @@ def test_fit_reduces_the_loss_and_uses_the_text(ds):
         R.fit_remover(net, small.inputs, steps=1)
     with pytest.raises(ValueError):
         R.fit_remover(net, small, steps=0)
+
+
+def test_fit_remover_takes_the_steps_of_its_former_hand_written_loop(ds):
+    """fit_remover runs on lib.train.fit: the same weights as the loop it replaced."""
+    import torch.nn.functional as F
+    small = ds.subset(range(8))
+    torch.manual_seed(1)
+    a = R.InstructionRemover(width=4, text_dim=8)
+    b = copy.deepcopy(a)
+    h = R.fit_remover(a, small, steps=6, batch=4, lr=5e-3, mask_weight=0.5, seed=3)
+    assert sorted(h) == ["l1", "mask BCE"] and len(h["l1"]) == 6
+    g = torch.Generator().manual_seed(3)
+    torch.manual_seed(3)
+    opt = torch.optim.Adam(b.parameters(), lr=5e-3)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 6, eta_min=5e-3 * 0.05)
+    b.train()
+    for _ in range(6):
+        idx = torch.randint(len(small), (4,), generator=g)
+        out, logits = b(small.inputs[idx], small.tokens[idx], return_logits=True)
+        loss = F.l1_loss(out, small.targets[idx]) + 0.5 * F.binary_cross_entropy_with_logits(
+            logits, small.masks[idx, small.target[idx]][:, None])
+        opt.zero_grad(); loss.backward(); opt.step(); sched.step()
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+
+
+def test_instruction_encoder_refuses_bad_word_ids():
+    enc = R.InstructionEncoder(dim=4)
+    ok = R.tokenize_instruction(["remove the red circle"])
+    assert enc(ok).shape == (1, 8)
+    with pytest.raises(ValueError, match=r"int64 word ids of shape \(N, L\)"):
+        enc(ok.float())
+    with pytest.raises(ValueError, match=r"int64 word ids of shape \(N, L\)"):
+        enc(ok[0])
+    with pytest.raises(ValueError, match=r"word ids must lie in \[0, "):
+        enc(ok + 1000)

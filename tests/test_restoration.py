@@ -194,3 +194,35 @@ def test_match_colours_gives_grey_images_the_reference_colours():
     assert (b[a.argsort()].diff() >= -1e-6).all()
     with pytest.raises(ValueError, match="channel"):
         R.match_colours(grey, ref[:, :1])
+
+
+def test_networks_check_their_input_rank_channels_and_range():
+    sr = R.SRResNet(channels=1, factor=2, width=4, blocks=1)
+    assert sr(torch.zeros(2, 1, 8, 8)).shape == (2, 1, 16, 16)
+    with pytest.raises(ValueError, match=r"low-resolution images must have 1 channel"):
+        sr(torch.zeros(2, 3, 8, 8))
+    with pytest.raises(ValueError, match=r"\[-1, 1\].*divide by 127.5"):
+        sr(torch.full((1, 1, 8, 8), 200.0))
+    dn = R.DnCNN(channels=1, width=4, depth=3, extra=1)
+    assert dn(torch.randn(2, 2, 8, 8) * 3).shape == (2, 1, 8, 8)     # noisy inputs may leave [-1, 1]
+    with pytest.raises(ValueError, match=r"\+ 1 extra channel.*shape \(N, 2, N, N\)"):
+        dn(torch.zeros(2, 1, 8, 8))
+    ms = R.MultiScaleDeblur(channels=1, width=4, depth=3)
+    with pytest.raises(ValueError, match="even height and width"):
+        ms(torch.zeros(1, 1, 9, 8))
+    with pytest.raises(ValueError, match="blurry images must have shape"):
+        ms(torch.zeros(1, 8, 8))
+    ce = R.ContextEncoder(channels=3, width=4)
+    m = torch.zeros(1, 1, 16, 16)
+    assert ce(torch.cat([torch.zeros(1, 3, 16, 16), m], 1)).shape == (1, 3, 16, 16)
+    with pytest.raises(ValueError, match="the masked image, 3 channel"):
+        ce(torch.zeros(1, 3, 16, 16))
+    with pytest.raises(ValueError, match=r"the mask \(1 = hole\) must have values in \[0, 1\]"):
+        ce(torch.cat([torch.zeros(1, 3, 16, 16), m - 1], 1))
+    with pytest.raises(ValueError, match="multiples of 8"):
+        ce(torch.zeros(1, 4, 12, 12))
+    col = R.Colorizer(width=4)
+    with pytest.raises(ValueError, match=r"grey images \(luma\) must have 1 channel"):
+        col(torch.zeros(1, 3, 16, 16))
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        col(torch.full((1, 1, 16, 16), 2.0))

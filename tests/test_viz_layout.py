@@ -141,3 +141,22 @@ def test_a_single_image_keeps_every_pixel():
     assert grid.shape == (7, 5, 1)
     assert np.allclose(grid[..., 0], ((x[0, 0] + 1) / 2).numpy())
     assert viz.image_grid(x, pad=2, scale=3).shape == (21, 15, 1)
+
+
+def test_image_rows_with_labels_above_each_row():
+    titles = ['"a red circle"\nright in 3/4', '"a blue square"\nright in 1/4']
+    rows = {t: torch.zeros(4, 3, 32, 32) for t in titles}
+    axes = viz.image_rows(rows, title="text-to-image", labels="above")
+    fig = axes[0].figure
+    assert [a.get_title(loc="left") for a in axes] == titles
+    assert [a.get_ylabel() for a in axes] == ["", ""]
+    assert fig.get_size_inches()[0] * fig.dpi <= viz.COLUMN_PX
+    top0, bottom0 = axes[0].get_position().y1, axes[0].get_position().y0
+    assert axes[1].get_position().y1 < bottom0 < top0  # the second row (and its label) below
+    per_pixel = axes[0].get_position().width * fig.get_size_inches()[0] * fig.dpi / (4 * 32)
+    assert per_pixel >= 4
+    plt.close("all")
+    with pytest.raises(ValueError, match="labels"):
+        viz.image_rows(rows, labels="right")
+    with pytest.raises(ValueError, match="column_titles"):
+        viz.image_rows(rows, labels="above", column_titles=["a"] * 4)

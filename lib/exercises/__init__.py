@@ -48,9 +48,12 @@ __all__ = [
     "Verdict",
     "check",
     "checker",
+    "keyed",
     "close",
     "expect",
     "labels",
+    "module",
+    "module_device",
     "monotone",
     "nearest_distance",
     "not_a_copy",
@@ -161,6 +164,31 @@ def expect(condition, hint: str) -> None:
     """Raise :class:`NotYet` with ``hint`` unless ``condition`` holds."""
     if not bool(condition):
         raise NotYet(hint)
+
+
+def keyed(d, name: str, keys: Iterable, what: str | None = None) -> dict:
+    """``d`` as a dict whose keys are exactly ``keys`` (``what``: what each value is, for the
+    message); ``TypeError`` for another kind of object, ``ValueError`` for other keys."""
+    keys = list(keys)
+    want = f"a dict with exactly the keys {', '.join(map(repr, keys))}" + (f" ({what})" if what else "")
+    if not isinstance(d, Mapping):
+        raise TypeError(f"{name} must be {want}, got {type(d).__name__}")
+    if set(d) != set(keys):
+        raise ValueError(f"{name} must be {want}, got the keys {', '.join(map(repr, d))}")
+    return dict(d)
+
+
+def module(x, name: str) -> torch.nn.Module:
+    """``x`` if it is a ``torch.nn.Module`` (a network the answer hands in); ``TypeError`` otherwise."""
+    if not isinstance(x, torch.nn.Module):
+        raise TypeError(f"{name} must be a torch.nn.Module, got {type(x).__name__}")
+    return x
+
+
+def module_device(net: torch.nn.Module) -> torch.device:
+    """The device of ``net``'s parameters (the CPU for a network without parameters)."""
+    p = next(net.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
 
 
 def number(x, name: str) -> float:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .. import checks, data, diffusion, metrics
-from . import checker, close, expect, monotone, nearest_distance, number
+from . import checker, close, expect, keyed, monotone, nearest_distance, number
 
 SIGNAL = 0.5  # "high signal-to-noise ratio": alpha_bar > 1/2, i.e. log SNR > 0
 
@@ -62,20 +62,6 @@ def _digits(x, name: str) -> torch.Tensor:
     if len(x) < 2:
         raise ValueError(f"{name} must hold at least 2 samples, got {len(x)}")
     return x.detach().cpu()
-
-
-def _pair(d, name: str, keys: tuple[str, ...]) -> dict:
-    if not isinstance(d, Mapping):
-        raise TypeError(
-            f"{name} must be a dict with the keys {', '.join(map(repr, keys))}, "
-            f"got {type(d).__name__}"
-        )
-    if set(d) != set(keys):
-        raise ValueError(
-            f"{name} must have exactly the keys {', '.join(map(repr, keys))}, "
-            f"got {', '.join(map(repr, d))}"
-        )
-    return dict(d)
 
 
 _TEST_FEATURES: list[torch.Tensor] = []
@@ -285,8 +271,8 @@ def reverse_variance(*, var_samples, var_fdd, better) -> str:
     """``var_samples``: {"beta": digits, "beta_tilde": digits}, 16x16 DDPM samples with each
     reverse variance c; ``var_fdd``: their FDDs; ``better``: the c with the better (lower) FDD."""
     keys = ("beta", "beta_tilde")
-    samples = _pair(var_samples, "var_samples", keys)
-    fdds = _pair(var_fdd, "var_fdd", keys)
+    samples = keyed(var_samples, "var_samples", keys)
+    fdds = keyed(var_fdd, "var_fdd", keys)
     checks.choice(better, keys, "better")
     samples = {k: _digits(v, f"var_samples[{k!r}]") for k, v in samples.items()}
     expect(

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .. import checks, data, metrics
-from . import checker, close, expect, number
+from . import checker, close, expect, module, module_device, number
 
 RING_SAMPLES = 2500  # the PacGAN protocol
 SCALES = (0.25, 0.5, 0.75, 1.0, 1.5)
@@ -41,17 +41,6 @@ def _mapping(x, keys, name: str) -> dict:
             f"missing: {', '.join(map(repr, missing))}"
         )
     return {k: x[k] for k in keys}
-
-
-def _module(x, name: str) -> nn.Module:
-    if not isinstance(x, nn.Module):
-        raise TypeError(f"{name} must be a torch.nn.Module, got {type(x).__name__}")
-    return x
-
-
-def _device(net: nn.Module) -> torch.device:
-    p = next(net.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
 
 
 def _digits(x, name: str) -> torch.Tensor:
@@ -155,8 +144,8 @@ def minibatch_std(*, D, mbstd_samples, mbstd_modes, mbstd_high_quality) -> str:
     """``D``: the trained minibatch-std discriminator ((N, 2) -> N logits);
     ``mbstd_samples``: 2,500 points of its generator; their modes covered and % high
     quality."""
-    D = _module(D, "D")
-    x = data.toy2d("ring8", 64, seed=606, sigma=0.01).to(_device(D))
+    D = module(D, "D")
+    x = data.toy2d("ring8", 64, seed=606, sigma=0.01).to(module_device(D))
     # the same first point, in a batch with no spread
     collapsed = x[:1].repeat(len(x), 1)
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(6))
@@ -218,9 +207,9 @@ def saturating(*, mean_d_of_g, w1_to_data, fakes, discriminators) -> str:
                 f"fakes[{k!r}] must hold the generated points (at least 100)"
             )
         expect(bool(torch.isfinite(f).all()), f"fakes[{k!r}] holds NaN or infinity")
-        D = _module(ds[k], f"discriminators[{k!r}]")
+        D = module(ds[k], f"discriminators[{k!r}]")
         with torch.no_grad():
-            ref_dg = float(torch.sigmoid(D(f[:, None].to(_device(D)))).mean())
+            ref_dg = float(torch.sigmoid(D(f[:, None].to(module_device(D)))).mean())
         d = number(dg[k], f"mean_d_of_g[{k!r}]")
         expect(
             0.0 <= d <= 1.0,
@@ -268,14 +257,14 @@ def _labels(G: nn.Module, y, n: int):
     y = checks.tensor(y, "y_base")
     if len(y) != n:
         raise ValueError(f"y_base must hold one label per code ({n}), got {len(y)}")
-    return (y.to(_device(G)),)
+    return (y.to(module_device(G)),)
 
 
 @checker("ch06-shell")
 def shell(*, G, z_base, y_base, fdd_by_scale) -> str:
     """``fdd_by_scale``: {s: FDD of the images of the codes s * z_base (labels y_base)} for
     s in 0.25, 0.5, 0.75, 1, 1.5."""
-    G = _module(G, "G")
+    G = module(G, "G")
     z = checks.floating(checks.tensor(z_base, "z_base"), "z_base").detach()
     checks.shape(z, (None, None), "z_base")
     cond = _labels(G, y_base, len(z))
@@ -296,7 +285,7 @@ def shell(*, G, z_base, y_base, fdd_by_scale) -> str:
     got = {}
     with torch.no_grad():
         for s in SCALES:
-            imgs = G((s * z).to(_device(G)), *cond).cpu()
+            imgs = G((s * z).to(module_device(G)), *cond).cpu()
             ref = _fdd(imgs)
             f = number(given[s][1], f"fdd_by_scale[{s:g}]")
             close(
@@ -420,7 +409,7 @@ def mapping(
     short runs (plain, with the mapping, plain at lr 2e-4) and their samples."""
     from .. import gan
 
-    G = _module(mapped_generator, "mapped_generator")
+    G = module(mapped_generator, "mapped_generator")
     linear = [m for m in G.modules() if isinstance(m, nn.Linear)]
     synth = [m for m in G.modules() if isinstance(m, gan.DCGenerator)]
     expect(
@@ -441,7 +430,7 @@ def mapping(
     )
     g = copy.deepcopy(G).eval()
     s = copy.deepcopy(synth).eval()
-    dev = _device(g)
+    dev = module_device(g)
     z = torch.randn(8, s.z_dim, generator=torch.Generator().manual_seed(6)).to(dev)
     y = (torch.arange(8) % s.num_classes).to(dev)
     with torch.no_grad():

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .. import checks, metrics
-from . import NotYet, checker, close, expect, number
+from . import NotYet, checker, close, expect, module, module_device, number
 
 
 # --- helpers -------------------------------------------------------------------------
@@ -32,17 +32,6 @@ def _whole(x, name: str) -> int:
     return int(value)
 
 
-def _module(m, name: str) -> nn.Module:
-    if not isinstance(m, nn.Module):
-        raise TypeError(f"{name} must be a torch.nn.Module, got {type(m).__name__}")
-    return m
-
-
-def _device(m: nn.Module) -> torch.device:
-    p = next(m.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
 @torch.no_grad()
 def _run(m: nn.Module, x: torch.Tensor, eval_mode: bool = True) -> torch.Tensor:
     """``m(x)`` in chunks on ``m``'s device, on the CPU; in eval mode (restored after), or in
@@ -53,7 +42,7 @@ def _run(m: nn.Module, x: torch.Tensor, eval_mode: bool = True) -> torch.Tensor:
     if eval_mode:
         m.eval()
     try:
-        dev = _device(m)
+        dev = module_device(m)
         return torch.cat([m(xb.to(dev)).cpu() for xb in x.split(256)])
     finally:
         m.train(was)
@@ -204,9 +193,9 @@ def edges_only(
             f"got {tuple(x.shape)} for y_test {tuple(y.shape)}"
         )
     models = {
-        "g_edges": _module(g_edges, "g_edges"),
-        "g_skips": _module(g_skips, "g_skips"),
-        "g_noskips": _module(g_noskips, "g_noskips"),
+        "g_edges": module(g_edges, "g_edges"),
+        "g_skips": module(g_skips, "g_skips"),
+        "g_noskips": module(g_noskips, "g_noskips"),
     }
     answers = {
         "l1_edges": number(l1_edges, "l1_edges"),
@@ -289,7 +278,7 @@ def inverse_maps(*, a, b, G_map, F_map, cycle, D_B, d_score, d_real) -> str:
             raise TypeError(
                 f"{name} must be a function of an image batch, got {type(f).__name__}"
             )
-    _module(D_B, "D_B")
+    module(D_B, "D_B")
     with torch.no_grad():
         g_a = G_map(a)
         round_a, round_b = F_map(g_a), G_map(F_map(b))
@@ -356,7 +345,7 @@ def f_direction(*, F_with, F_without, s_test, x_test, f_corr, f_edges) -> str:
         all(-1 <= v <= 1 for v in (*corr.values(), *edges.values())),
         "a correlation lies between -1 and 1: average the per-image correlations",
     )
-    fs = {"with": _module(F_with, "F_with"), "without": _module(F_without, "F_without")}
+    fs = {"with": module(F_with, "F_with"), "without": module(F_without, "F_without")}
     ref_c, ref_e = {}, {}
     for k, F in fs.items():
         fb = _run(F, s)

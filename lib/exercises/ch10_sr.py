@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import torch
 
 from .. import checks, metrics, restoration
-from . import checker, close, expect, numbers
+from . import checker, close, expect, keyed, numbers
 
 LOSSES = ("l1", "l2")
 N_RERUN = 4  # test patches on which the networks are re-run: are the outputs theirs?
@@ -25,20 +23,6 @@ def sharpness_each(x: torch.Tensor) -> torch.Tensor:
     return torch.tensor([metrics.sharpness(x[i : i + 1]) for i in range(len(x))])
 
 
-def _per_loss(value, name: str, what: str) -> dict:
-    if not isinstance(value, Mapping):
-        raise TypeError(
-            f"{name} must be a dict {{'l1': {what}, 'l2': ...}}, "
-            f"got {type(value).__name__}"
-        )
-    if set(value) != set(LOSSES):
-        raise ValueError(
-            f"{name} must be a dict {{'l1': {what}, 'l2': ...}} with exactly these two "
-            f"keys, got the keys {sorted(map(str, value))}"
-        )
-    return dict(value)
-
-
 @checker("ch10-sr-l2")
 def pixel_loss(*, net_l1, net_l2, test_lr, test_hr, outs, scores, blurrier) -> str:
     """``outs``: {"l1": restored test patches, "l2": ...} of the two retrained networks;
@@ -52,8 +36,8 @@ def pixel_loss(*, net_l1, net_l2, test_lr, test_hr, outs, scores, blurrier) -> s
             raise TypeError(
                 f"net_{k} must be the retrained network, got {type(net).__name__}"
             )
-    outs = _per_loss(outs, "outs", "restored test patches")
-    scores = _per_loss(scores, "scores", "(PSNR in dB, sharpness / true sharpness)")
+    outs = keyed(outs, "outs", LOSSES, "restored test patches")
+    scores = keyed(scores, "scores", LOSSES, "PSNR in dB, sharpness / true sharpness")
     for k in LOSSES:
         checks.tensor(outs[k], f"outs[{k!r}]")
         if outs[k].shape != hr.shape:
