@@ -255,7 +255,7 @@ def antique_camera(x: torch.Tensor, film: str = "orthochromatic", blur_sigma: fl
     4. fading: the range ``[0, 1]`` shrinks to ``[lift, lift + contrast]`` -- no black, dull whites.
 
     With ``grain = 0`` the camera is deterministic and differentiable: the forward model that
-    degradation-aware inversion fits through (:func:`lib.gan.project` with ``render=``).
+    degradation-aware inversion fits through (:func:`lib.inversion.project` with ``render=``).
     """
     checks.images(x.detach(), channels=3)
     for v, name in ((blur_sigma, "blur_sigma"), (grain, "grain"), (lift, "lift")):

@@ -4,7 +4,7 @@ hint. A tiny random generator stands in for the notebook's trained one; no noteb
 import pytest
 import torch
 
-from lib import degrade, gan, metrics
+from lib import degrade, gan, inversion, metrics
 from exercise_testing import verdict
 
 
@@ -31,8 +31,8 @@ def setup():
     old = degrade.antique_camera(truth, generator=torch.Generator().manual_seed(2))
     camera = lambda img: degrade.antique_camera(img, grain=0.0)
     z0 = torch.randn(4, 8, generator=torch.Generator().manual_seed(3))
-    z_aw, _ = gan.project(G, old, steps=20, lr=0.05, z_init=z0, render=camera)
-    z_pl, _ = gan.project(G, old.repeat(1, 3, 1, 1), steps=20, lr=0.05)
+    z_aw, _ = inversion.project(G, old, steps=20, lr=0.05, z_init=z0, render=camera)
+    z_pl, _ = inversion.project(G, old.repeat(1, 3, 1, 1), steps=20, lr=0.05)
     with torch.no_grad():
         return G, truth, old, z0, G(z_aw), G(z_pl)
 
@@ -44,7 +44,7 @@ def scores(x, truth):
 def test_ch10_rephoto_film(setup, capsys):
     G, truth, old, z0, aware, _ = setup
     pan_camera = lambda img: degrade.antique_camera(img, film="panchromatic", grain=0.0)
-    z, _ = gan.project(G, old, steps=20, lr=0.05, z_init=z0, render=pan_camera)
+    z, _ = inversion.project(G, old, steps=20, lr=0.05, z_init=z0, render=pan_camera)
     with torch.no_grad():
         pan = G(z)
     p, c = scores(pan, truth)
@@ -95,7 +95,7 @@ def test_ch10_rephoto_film(setup, capsys):
 def test_ch10_rephoto_sibling(setup, capsys):
     G, truth, old, _, aware, plain = setup
     camera = lambda img: degrade.antique_camera(img, grain=0.0)
-    z, _ = gan.project(G, old, steps=20, lr=0.05, render=camera)
+    z, _ = inversion.project(G, old, steps=20, lr=0.05, render=camera)
     with torch.no_grad():
         prior = G(z)
     p, c = scores(prior, truth)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from lib import data, degrade, gan, metrics, nets, train
+from lib import data, degrade, gan, inversion, metrics, nets, train
 
 LOG4 = math.log(4.0)  # sigmoid(log 4) = 0.8, sigmoid(-log 4) = 0.2
 
@@ -160,7 +160,7 @@ def test_networks_shapes_and_ranges():
     x = G(torch.randn(6, 8))
     assert x.shape == (6, 1, 16, 16) and x.abs().max() <= 1
     assert D(gan.pack(x, 2)).shape == (3,)
-    assert gan.Encoder(z_dim=8, ch=4)(x).shape == (6, 8)
+    assert inversion.Encoder(z_dim=8, ch=4)(x).shape == (6, 8)
     g2, d2 = gan.MLPGenerator(3, 2, 16, 2), gan.MLPDiscriminator(2, 16, 2, pack=4)
     assert g2.sample(8).shape == (8, 2) and d2(gan.pack(g2.sample(8), 4)).shape == (2,)
     assert gan.mlp is nets.mlp                       # the one MLP builder, tested in test_nets.py
@@ -290,7 +290,7 @@ def test_projection_loss_decreases_and_recovers_a_generated_image():
     G = _small_generator()
     with torch.no_grad():
         x = G(torch.randn(4, 8, generator=torch.Generator().manual_seed(1)))
-    z, losses = gan.project(G, x, steps=60, lr=0.1)
+    z, losses = inversion.project(G, x, steps=60, lr=0.1)
     assert z.shape == (4, 8) and len(losses) == 60
     assert losses[-1] < 0.2 * losses[0]
     with torch.no_grad():
@@ -305,8 +305,8 @@ def test_hybrid_projection_is_pulled_towards_the_anchor():
     with torch.no_grad():
         x = G(z_target)
     anchor = z_target + 1.0  # an encoder's imperfect guess
-    z_free, _ = gan.project(G, x, steps=30, lr=0.02, z_init=anchor)
-    z_tied, losses = gan.project(G, x, steps=30, lr=0.02, z_init=anchor, lam=3.0, z_anchor=anchor)
+    z_free, _ = inversion.project(G, x, steps=30, lr=0.02, z_init=anchor)
+    z_tied, losses = inversion.project(G, x, steps=30, lr=0.02, z_init=anchor, lam=3.0, z_anchor=anchor)
     assert (z_tied - anchor).norm() < (z_free - anchor).norm()
     assert losses[-1] < losses[0]
 
@@ -314,20 +314,20 @@ def test_hybrid_projection_is_pulled_towards_the_anchor():
 def test_projection_bad_input():
     G = _small_generator()
     with pytest.raises(ValueError, match=r"0\.\.255"):
-        gan.project(G, torch.rand(2, 1, 16, 16) * 255, steps=2)
+        inversion.project(G, torch.rand(2, 1, 16, 16) * 255, steps=2)
     with pytest.raises(ValueError, match="latent"):
-        gan.project(G, torch.zeros(2, 1, 16, 16), steps=2, z_init=torch.zeros(2, 5))
+        inversion.project(G, torch.zeros(2, 1, 16, 16), steps=2, z_init=torch.zeros(2, 5))
     with pytest.raises(ValueError, match="z_anchor"):
-        gan.project(G, torch.zeros(2, 1, 16, 16), steps=2, lam=1.0)
+        inversion.project(G, torch.zeros(2, 1, 16, 16), steps=2, lam=1.0)
 
 
 def test_encoder_step_reduces_the_latent_error():
     G = _small_generator()
     torch.manual_seed(0)
-    E = gan.Encoder(z_dim=8, ch=8)
+    E = inversion.Encoder(z_dim=8, ch=8)
     opt = torch.optim.Adam(E.parameters(), 2e-3)
     g = torch.Generator().manual_seed(0)
-    losses = [gan.encoder_step(E, G, opt, batch=64, generator=g).item() for _ in range(80)]
+    losses = [inversion.encoder_step(E, G, opt, batch=64, generator=g).item() for _ in range(80)]
     assert sum(losses[-10:]) / 10 < 0.7 * sum(losses[:10]) / 10
 
 
@@ -444,14 +444,14 @@ def test_projection_and_encoder_with_a_conditional_generator():
     y = torch.tensor([0, 1, 2, 1])
     with torch.no_grad():
         x = G(torch.randn(4, 8), y)
-    z, losses = gan.project(G, x, steps=60, lr=0.1, labels=y)
+    z, losses = inversion.project(G, x, steps=60, lr=0.1, labels=y)
     assert losses[-1] < 0.5 * losses[0]
     with pytest.raises(ValueError, match="pass labels"):
-        gan.project(G, x, steps=2)
-    E = gan.Encoder(z_dim=8, ch=8)
+        inversion.project(G, x, steps=2)
+    E = inversion.Encoder(z_dim=8, ch=8)
     opt = torch.optim.Adam(E.parameters(), lr=1e-3)
     g = torch.Generator().manual_seed(0)
-    l = [gan.encoder_step(E, G, opt, batch=64, generator=g).item() for _ in range(60)]
+    l = [inversion.encoder_step(E, G, opt, batch=64, generator=g).item() for _ in range(60)]
     assert sum(l[-10:]) < sum(l[:10])
 
 
@@ -500,24 +500,24 @@ def test_degradation_aware_projection_fits_through_the_camera():
         truth = G(torch.randn(3, 8, generator=torch.Generator().manual_seed(1)))
     camera = lambda img: degrade.antique_camera(img, grain=0.0)
     old = camera(truth)                                                # (3, 1, 16, 16)
-    z, losses = gan.project(G, old, steps=80, lr=0.1, render=camera)
+    z, losses = inversion.project(G, old, steps=80, lr=0.1, render=camera)
     assert z.shape == (3, 8) and losses[-1] < 0.5 * losses[0]
     with torch.no_grad():
         assert G(z).shape == (3, 3, 16, 16)
     # a per-image penalty is added to the objective: a huge one on the mean changes the answer
     calls = []
     pen = lambda img: (calls.append(1), 10.0 * img.mean((1, 2, 3)) ** 2)[1]
-    z_pen, losses_pen = gan.project(G, old, steps=5, lr=0.1, render=camera, penalty=pen)
+    z_pen, losses_pen = inversion.project(G, old, steps=5, lr=0.1, render=camera, penalty=pen)
     assert len(calls) == 5 and losses_pen[0] > losses[0]
 
 
 def test_encoder_step_with_a_render_sees_degraded_images():
     G = _small_generator(out_channels=3)
-    E = gan.Encoder(z_dim=8, ch=8)                                     # reads 1-channel photos
+    E = inversion.Encoder(z_dim=8, ch=8)                                     # reads 1-channel photos
     opt = torch.optim.Adam(E.parameters(), 2e-3)
     g = torch.Generator().manual_seed(0)
     camera = lambda img: degrade.antique_camera(img, grain=0.0)
-    losses = [gan.encoder_step(E, G, opt, batch=32, generator=g, render=camera).item() for _ in range(40)]
+    losses = [inversion.encoder_step(E, G, opt, batch=32, generator=g, render=camera).item() for _ in range(40)]
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
     with pytest.raises(ValueError, match="channel"):
-        gan.encoder_step(E, G, opt, batch=4)                           # colour images, grey encoder
+        inversion.encoder_step(E, G, opt, batch=4)                           # colour images, grey encoder
