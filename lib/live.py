@@ -194,11 +194,12 @@ class Playground:
         return {k: len(v) for k, v in self.models.items()}
 
     def __repr__(self) -> str:
+        # One short line each: printed in the book, where an output line must fit the column.
         if not self.models:
-            return f"{self.kind} playground: a static figure (pip install onnx onnxruntime to go live)"
+            return f"{self.kind} playground: a static figure\n(pip install onnx onnxruntime to go live)"
         sizes = ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in self.nbytes.items())
         errs = ", ".join(f"{k} {v:.1e}" for k, v in self.errors.items())
-        return f"live {self.kind} playground: {sizes}; |ONNX - PyTorch| max {errs}"
+        return f"live {self.kind} playground\n  models: {sizes}\n  |ONNX - PyTorch| max: {errs}"
 
     def _repr_png_(self) -> bytes:
         return self.figure

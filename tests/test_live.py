@@ -168,3 +168,15 @@ def test_without_onnx_a_playground_is_its_static_figure(monkeypatch):
     html = p._repr_html_()
     assert p.models == {} and "static figure" in repr(p)
     assert "<img" in html and "<script" not in html
+
+
+def test_the_printed_summary_fits_the_book_column():
+    """The book prints each playground; its output lines must fit the column (~70 characters
+    of output font): one short line per item, never one long line."""
+    p = live.Playground(
+        "text2image", {"eps": b"x" * 1_990_000, "decoder": b"x" * 90_000}, {}, b"", "t",
+        {"eps": 6.1e-06, "decoder": 3.7e-07},
+    )
+    lines = repr(p).splitlines()
+    assert len(lines) == 3 and max(map(len, lines)) <= 70, lines
+    assert "eps 1.99 MB" in lines[1] and "decoder 3.7e-07" in lines[2]
