@@ -30,6 +30,40 @@ def test_colourfulness_by_hand():
     assert abs(metrics.colourfulness(x) - expected) < 1e-6
 
 
+def test_colourfulness_each_is_per_image():
+    grey, x = torch.zeros(1, 3, 4, 4), -torch.ones(1, 3, 2, 2)
+    x[0, 0, 0] = 1; x[0, 1, 1] = 1  # the half-red, half-green image above
+    each = metrics.colourfulness_each(torch.cat([grey, x.repeat(1, 1, 2, 2)]))
+    assert each.shape == (2,) and each[0] == 0
+    assert abs(float(each[1]) - (255.0 + 0.3 * 127.5)) < 1e-6
+
+
+def test_colour_distribution_distance_compares_sets_not_pairs():
+    real = data.photo_patches("test", 48, 32, seed=1)  # (48, 3, 32, 32) colour photos
+    luma = real.mean(1, keepdim=True)
+    shuffled = real[torch.randperm(48, generator=torch.Generator().manual_seed(0))]
+    dull = luma + 0.3 * (real - luma)  # a regression-like average: same brightness, shrunk colours
+    grey = luma.expand_as(real)
+    d = {n: metrics.colour_distribution_distance(v, real)
+         for n, v in [("same", real), ("shuffled", shuffled), ("dull", dull), ("grey", grey)]}
+    assert d["same"] < 1e-9
+    # reordering the set changes every pair but not the distribution (only the quantile grid)
+    assert d["shuffled"] < 1e-9
+    assert 0 < d["dull"] < d["grey"]
+    # pixel-wise the shuffled set is far from the truth, the dull one near it
+    assert metrics.psnr(shuffled, real) < metrics.psnr(dull, real)
+
+
+def test_colour_distribution_distance_refuses_bad_input():
+    x = torch.zeros(2, 3, 8, 8)
+    with pytest.raises(ValueError, match="multiples of patch"):
+        metrics.colour_distribution_distance(torch.zeros(2, 3, 6, 6), x)
+    with pytest.raises(ValueError, match="3 channel"):
+        metrics.colour_distribution_distance(torch.zeros(2, 1, 8, 8), x)
+    with pytest.raises(ValueError):
+        metrics.colour_distribution_distance(x, x, patch=0)
+
+
 def test_log_radiance_error_in_stops():
     ref = torch.ones(1, 1, 2, 2)
     est = torch.tensor([[[[2.0, 1.0], [0.25, 1.0]]]])
