@@ -256,13 +256,26 @@ def eps_loss(model: Callable, sched: Schedule, x0: torch.Tensor, t: torch.Tensor
 
 # --- samplers -----------------------------------------------------------------------------
 
-def timesteps(T: int, steps: int) -> list[int]:
-    """``steps`` time steps from ``T`` down to 1, evenly spaced (always containing T): the subsequence
-    a shortened sampler visits. ``timesteps(1000, 4) == [1000, 750, 500, 250]``."""
+SPACINGS = ("uniform", "quadratic")
+
+
+def timesteps(T: int, steps: int, spacing: str = "uniform") -> list[int]:
+    """``steps`` time steps from ``T`` down to 1 (always containing T): the subsequence a
+    shortened sampler visits. ``"uniform"`` spaces them evenly,
+    ``timesteps(1000, 4) == [1000, 750, 500, 250]``; ``"quadratic"`` (Song et al.'s choice for
+    images in DDIM) puts ``t_i = T ((steps - i) / steps)^2``, so the small jumps fall at low
+    noise, where the strokes are drawn: ``timesteps(100, 5, "quadratic") == [100, 64, 36, 16, 4]``.
+    Rounded steps that collide are pushed apart, so the list is always strictly decreasing."""
     checks.positive_int(T, "T"); checks.positive_int(steps, "steps")
+    checks.choice(spacing, SPACINGS, "time-step spacing")
     if steps > T:
         raise ValueError(f"steps must be at most T = {T}, got {steps}")
-    return [int(round(T - i * T / steps)) for i in range(steps)]
+    if spacing == "uniform":
+        return [int(round(T - i * T / steps)) for i in range(steps)]
+    seq = [max(1, int(round(T * ((steps - i) / steps) ** 2))) for i in range(steps)]
+    for i in range(steps - 2, -1, -1):                  # from the end: t_i > t_{i+1}
+        seq[i] = max(seq[i], seq[i + 1] + 1)
+    return seq
 
 
 def _start(shape, generator, device, x_T):
@@ -279,13 +292,13 @@ def _start(shape, generator, device, x_T):
 def ddpm_sample(model: Callable, sched: Schedule, shape=None, steps: int | None = None,
                 variance: str = "beta_tilde", y=None, clip_x0: bool = False,
                 generator: torch.Generator | None = None, device=None, x_T: torch.Tensor | None = None,
-                return_trajectory: bool = False):
+                return_trajectory: bool = False, spacing: str = "uniform"):
     """Ancestral sampling (Ho et al. Algorithm 2): start at ``x_T ~ N(0, I)`` and repeat
     ``x_{t-1} = mu_theta(x_t, t) + sigma_t z``, ``z ~ N(0, I)`` (no noise at the last step).
 
     ``variance`` is the lecture's ``c``: ``"beta"`` (``sigma_t^2 = beta_t``) or ``"beta_tilde"``
     (``sigma_t^2 = beta_tilde_t``, the true posterior's variance). ``steps < T`` visits only
-    :func:`timesteps` ``(T, steps)``, with the betas of the shortened chain recomputed from
+    :func:`timesteps` ``(T, steps, spacing)``, with the betas of the shortened chain recomputed from
     ``alpha_bar`` (``beta'_i = 1 - alpha_bar_{t_i} / alpha_bar_{t_{i+1}}``, "respacing").
     ``clip_x0`` clips the implied ``x0_hat`` to [-1, 1] before forming the mean (Ho et al.'s
     code does this for images; without clipping the two ways of writing the mean agree).
@@ -295,7 +308,7 @@ def ddpm_sample(model: Callable, sched: Schedule, shape=None, steps: int | None 
     trajectory on the CPU when ``return_trajectory``.
     """
     checks.choice(variance, VARIANCES, "variance")
-    seq = timesteps(sched.T, steps if steps is not None else sched.T) + [0]
+    seq = timesteps(sched.T, steps if steps is not None else sched.T, spacing) + [0]
     x = _start(shape, generator, device, x_T)
     traj = [x.cpu()] if return_trajectory else None
     for t, s in zip(seq[:-1], seq[1:]):                       # t -> s < t
@@ -319,8 +332,9 @@ def ddpm_sample(model: Callable, sched: Schedule, shape=None, steps: int | None 
 @torch.no_grad()
 def ddim_sample(model: Callable, sched: Schedule, shape=None, steps: int = 50, eta: float = 0.0,
                 y=None, clip_x0: bool = False, generator: torch.Generator | None = None, device=None,
-                x_T: torch.Tensor | None = None, return_trajectory: bool = False):
-    """DDIM (Song, Meng & Ermon 2021) over :func:`timesteps` ``(T, steps)``:
+                x_T: torch.Tensor | None = None, return_trajectory: bool = False,
+                spacing: str = "uniform"):
+    """DDIM (Song, Meng & Ermon 2021) over :func:`timesteps` ``(T, steps, spacing)``:
 
         x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)
         x_s    = sqrt(abar_s) x0_hat + sqrt(1 - abar_s - sigma^2) eps + sigma z,
@@ -331,7 +345,7 @@ def ddim_sample(model: Callable, sched: Schedule, shape=None, steps: int = 50, e
     value as :func:`ddpm_sample`.
     """
     checks.nonnegative(eta, "eta")
-    seq = timesteps(sched.T, steps) + [0]
+    seq = timesteps(sched.T, steps, spacing) + [0]
     x = _start(shape, generator, device, x_T)
     traj = [x.cpu()] if return_trajectory else None
     for t, s in zip(seq[:-1], seq[1:]):
@@ -346,6 +360,49 @@ def ddim_sample(model: Callable, sched: Schedule, shape=None, steps: int = 50, e
         x = math.sqrt(ab_s) * x0 + math.sqrt(max(1 - ab_s - sigma ** 2, 0.0)) * eps
         if sigma > 0 and s > 0:
             x = x + sigma * torch.randn(x.shape, generator=generator).to(x)
+        if return_trajectory:
+            traj.append(x.cpu())
+    return (x, traj) if return_trajectory else x
+
+
+def dpm_solver_sample(model: Callable, sched: Schedule, shape=None, steps: int = 10, y=None,
+                      clip_x0: bool = False, generator: torch.Generator | None = None, device=None,
+                      x_T: torch.Tensor | None = None, return_trajectory: bool = False,
+                      spacing: str = "uniform"):
+    """DPM-Solver++(2M) (Lu et al. 2022): DDIM's ODE, solved to second order.
+
+    DDIM (``eta = 0``) is the first-order (Euler) step of the probability-flow ODE written in
+    ``lambda_t = log(sqrt(abar_t) / sqrt(1 - abar_t))``, holding the predicted clean image
+    ``x0_hat`` constant over a jump ``t -> s``. This sampler reuses the previous step's
+    ``x0_hat`` to extrapolate it linearly in ``lambda`` (one network call per step, as DDIM):
+
+        h = lambda_s - lambda_t,   r = h_prev / h,
+        D = (1 + 1/(2r)) x0_hat_t - 1/(2r) x0_hat_prev        (D = x0_hat_t on the first step)
+        x_s = sqrt(1 - abar_s)/sqrt(1 - abar_t) x_t + sqrt(abar_s) (1 - e^{-h}) D.
+
+    The last jump, to ``s = 0`` (``abar_0 = 1``), returns ``x0_hat``. With the first-order
+    ``D = x0_hat_t`` at every step the update is exactly :func:`ddim_sample`'s. Time steps,
+    arguments and return value as :func:`ddim_sample` (it is deterministic given ``x_T``).
+    """
+    seq = timesteps(sched.T, steps, spacing) + [0]
+    x = _start(shape, generator, device, x_T)
+    traj = [x.cpu()] if return_trajectory else None
+    ab = [float(a) for a in sched.alpha_bars]
+    lam = lambda t: 0.5 * math.log(ab[t] / (1 - ab[t]))                                  # noqa: E731
+    x0_prev = h_prev = None
+    for t, s in zip(seq[:-1], seq[1:]):
+        tt = torch.full((len(x),), t, dtype=torch.long, device=x.device)
+        eps = _call(model, x, tt, y)
+        x0 = (x - math.sqrt(1 - ab[t]) * eps) / math.sqrt(ab[t])
+        if clip_x0:
+            x0 = x0.clamp(-1, 1)
+        if s == 0:                                   # sigma_0 = 0: the ODE ends on x0_hat
+            x = x0
+        else:
+            h = lam(s) - lam(t)
+            d = x0 if x0_prev is None else x0 + (x0 - x0_prev) * h / (2 * h_prev)
+            x = math.sqrt((1 - ab[s]) / (1 - ab[t])) * x - math.sqrt(ab[s]) * math.expm1(-h) * d
+            x0_prev, h_prev = x0, h
         if return_trajectory:
             traj.append(x.cpu())
     return (x, traj) if return_trajectory else x

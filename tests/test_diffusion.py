@@ -216,6 +216,31 @@ def test_timesteps_are_evenly_spaced_from_T():
     assert diffusion.timesteps(100, 1) == [100]
 
 
+@pytest.mark.parametrize("T,steps", [(100, 5), (100, 10), (100, 50), (1000, 20), (10, 10), (7, 3)])
+def test_quadratic_timesteps_crowd_the_low_noise_end_and_never_repeat(T, steps):
+    seq = diffusion.timesteps(T, steps, "quadratic")
+    assert len(seq) == steps and seq[0] == T and seq[-1] >= 1
+    assert all(a > b for a, b in zip(seq, seq[1:]))                # strictly decreasing
+    gaps = [a - b for a, b in zip(seq, seq[1:])]
+    half = len(gaps) // 2
+    if half:                                                          # big jumps first, at high noise
+        assert sum(gaps[:half]) >= sum(gaps[-half:]) and (steps == T or gaps[0] > gaps[-1])
+    assert diffusion.timesteps(100, 5, "quadratic") == [100, 64, 36, 16, 4]   # 100 (k/5)^2
+    with pytest.raises(ValueError, match="spacing"):
+        diffusion.timesteps(100, 5, "cubic")
+
+
+def test_samplers_follow_the_spacing_they_are_given():
+    sched = diffusion.linear_schedule(100)
+    calls = []
+    model = lambda x, t: (calls.append(int(t[0])), torch.zeros_like(x))[1]          # noqa: E731
+    xT = torch.randn(3, 1, generator=torch.Generator().manual_seed(0))
+    for sampler in (diffusion.ddpm_sample, diffusion.ddim_sample, diffusion.dpm_solver_sample):
+        calls.clear()
+        sampler(model, sched, steps=5, x_T=xT, spacing="quadratic")
+        assert calls == [100, 64, 36, 16, 4]
+
+
 def test_classifier_free_guidance_combination():
     c, u = torch.tensor([1.0, 2.0]), torch.tensor([0.5, -1.0])
     assert torch.equal(diffusion.cfg_eps(c, u, 0.0), u)
@@ -387,3 +412,41 @@ def test_per_sample_guidance_scales_are_each_rows_own_scale():
         diffusion.cfg_eps(ec, eu, [1.0, -2.0, 0.0])
     with pytest.raises(ValueError, match="finite numbers >= 0"):
         diffusion.cfg_eps(ec, eu, [1.0, math.nan, 0.0])
+
+
+def test_dpm_solver_is_second_order_on_the_exact_gaussian_flow():
+    # For Gaussian data N(m, s^2) the probability-flow ODE is known in closed form: it keeps
+    # each sample's z-score, x_t = m sqrt(ab_t) + (x_T - m sqrt(ab_T)) std_t / std_T with
+    # std_t^2 = ab_t s^2 + 1 - ab_t. DDIM (Euler) approaches it as 1/steps, DPM-Solver++(2M)
+    # as 1/steps^2: compare both at t = 100 of a T = 1000 chain.
+    sched, m, s = diffusion.linear_schedule(1000), 0.3, 0.5
+    model = gaussian_denoiser(sched, m, s)
+    xT = torch.randn(64, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    ab = lambda t: float(sched.alpha_bars[t])                                      # noqa: E731
+    std = lambda t: math.sqrt(ab(t) * s ** 2 + 1 - ab(t))                          # noqa: E731
+    exact = m * math.sqrt(ab(100)) + (xT - m * math.sqrt(ab(1000))) * std(100) / std(1000)
+    err = {}
+    for name, sampler in [("ddim", diffusion.ddim_sample), ("dpm", diffusion.dpm_solver_sample)]:
+        for k in (10, 50):
+            _, traj = sampler(model, sched, steps=k, x_T=xT, return_trajectory=True)
+            at = (diffusion.timesteps(1000, k) + [0]).index(100)
+            err[name, k] = float((traj[at] - exact).abs().max())
+    assert err["dpm", 10] < err["ddim", 10] / 3
+    assert err["ddim", 50] > 0.2 * err["ddim", 10]            # first order: 5x steps, ~5x less
+    assert err["dpm", 50] < err["dpm", 10] / 20               # second order: ~25x less
+    assert err["dpm", 50] < 1e-3
+
+
+def test_dpm_solver_equals_ddim_where_no_second_order_step_is_taken():
+    # two steps: the first is first order (no earlier x0_hat), the second lands on t = 0
+    sched = diffusion.linear_schedule(100)
+    model = gaussian_denoiser(sched, -0.2, 0.7)
+    xT = torch.randn(200, 1, generator=torch.Generator().manual_seed(1))
+    for clip in (False, True):
+        a = diffusion.ddim_sample(model, sched, steps=2, x_T=xT, clip_x0=clip)
+        b = diffusion.dpm_solver_sample(model, sched, steps=2, x_T=xT, clip_x0=clip)
+        assert torch.allclose(a, b, atol=1e-5)
+    c = diffusion.dpm_solver_sample(model, sched, steps=5, x_T=xT)
+    assert not torch.allclose(c, diffusion.ddim_sample(model, sched, steps=5, x_T=xT), atol=1e-3)
+    with pytest.raises(ValueError):
+        diffusion.dpm_solver_sample(model, sched, steps=101, x_T=xT)
