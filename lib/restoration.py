@@ -9,8 +9,10 @@ Read top to bottom:
 2. **Networks**: :class:`SRResNet` (built of :class:`EDSRBlock` s), :class:`DnCNN` (also the
    deblurrer), :class:`MultiScaleDeblur`, :class:`ContextEncoder`, :class:`Colorizer`,
    :class:`HDRMerge`. Their adversary is :class:`lib.nets.PatchDiscriminator`.
-3. **Training and inference**: :func:`fit_restorer` (content loss, optionally + the
-   non-saturating GAN loss of :mod:`lib.gan`), :func:`restore` (a trained net over a batch).
+3. **Training and inference**: :func:`psnr_loss` (the per-image log-MSE content loss),
+   :func:`dihedral` (the 8 flips/rotations: augmentation and self-ensemble),
+   :func:`fit_restorer` (content loss, optionally + the non-saturating GAN loss of
+   :mod:`lib.gan`), :func:`restore` (a trained net over a batch, optionally self-ensembled).
 
 The degradations these networks learn to invert (blur, noise, masks, the HDR camera) are in
 :mod:`lib.degrade`; the measures (PSNR in the hole, sharpness, colourfulness, log-radiance
@@ -410,24 +412,70 @@ class HDRMerge(nn.Module):
 # 3. Training and inference
 # ---------------------------------------------------------------------------------------
 
+CONTENT_LOSSES = ("l1", "l2", "psnr")
+
+
+def psnr_loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The PSNR-matched content loss: the mean over the batch of each image's ``log10 MSE``.
+
+    ``out``, ``target``: ``(N, ...)``; the MSE is taken per image (over everything but the
+    first dimension), clamped at ``1e-10``. With images in ``[-1, 1]`` (peak = the [0, 1]
+    range) an image's PSNR is ``10 log10 4 - 10 log10 MSE``, so minimising this loss is
+    maximising the *mean per-image PSNR*, the number :func:`lib.metrics.psnr` reports:
+    ``psnr_loss = (10 log10 4 - mean PSNR) / 10``. Unlike the plain MSE (``"l2"``), which is
+    dominated by the noisiest, hardest images of a batch, each image counts by its *relative*
+    error, as in the PSNR average. Example: every image at MSE 0.01 gives ``-2``.
+    """
+    checks.tensor(out, "out"); checks.tensor(target, "target")
+    if out.shape != target.shape or out.dim() < 2:
+        raise ValueError(f"out and target must have the same (N, ...) shape, "
+                         f"got {tuple(out.shape)} and {tuple(target.shape)}")
+    mse = ((out - target) ** 2).flatten(1).mean(1)
+    return torch.log10(mse.clamp_min(1e-10)).mean()
+
+
+def dihedral(x: torch.Tensor, k: int, inverse: bool = False) -> torch.Tensor:
+    """One of the 8 symmetries of the square on the last two (spatial) dimensions of ``x``.
+
+    ``k`` in ``0..7``: rotate by ``k % 4`` quarter turns (``torch.rot90`` over ``(-2, -1)``),
+    then, for ``k >= 4``, flip left-right. ``k = 0`` is the identity. ``inverse=True`` applies
+    the inverse transform, so ``dihedral(dihedral(x, k), k, inverse=True)`` is ``x`` exactly:
+    training-time augmentation (:func:`fit_restorer` with ``augment=True``) and the geometric
+    self-ensemble of :func:`restore` use it.
+    """
+    checks.tensor(x, "x"); checks.choice(k, range(8), "dihedral transform k")
+    if x.dim() < 2:
+        raise ValueError(f"x needs two spatial dimensions, got shape {tuple(x.shape)}")
+    checks.choice(inverse, (False, True), "inverse")
+    r, flip = int(k) % 4, int(k) >= 4
+    if inverse:
+        x = x.flip(-1) if flip else x
+        return torch.rot90(x, -r, dims=(-2, -1))
+    x = torch.rot90(x, r, dims=(-2, -1))
+    return x.flip(-1) if flip else x
+
 def fit_restorer(net: nn.Module, targets: torch.Tensor, degrade: Callable, steps: int, batch: int = 16,
                  lr: float = 1e-3, content: str = "l1", disc: nn.Module | None = None,
                  adv_weight: float = 1e-2, conditional: bool = False, seed: int = 0, desc: str = "restorer",
-                 device: torch.device | None = None) -> dict[str, list[float]]:
+                 device: torch.device | None = None, augment: bool = False) -> dict[str, list[float]]:
     """Train a restoration network on pairs made on the fly: ``inp = degrade(target, generator)``.
 
-    Loss = content loss (``"l1"`` or ``"l2"`` between ``net(inp)`` and the target), plus, when a
+    Loss = content loss (``"l1"`` or ``"l2"`` between ``net(inp)`` and the target, or ``"psnr"``:
+    :func:`psnr_loss`, the mean per-image log MSE, i.e. the mean PSNR maximised), plus, when a
     discriminator ``disc`` is given, ``adv_weight`` times the non-saturating adversarial loss
     (SRGAN, context encoder, pix2pix). The GAN losses are :func:`lib.gan.d_loss` /
     :func:`lib.gan.g_loss` at *twice* their scale (``-E log D(x) - E log(1 - D(G(z)))`` and
     ``-E log D(G(z))``, without the game's 1/2), evaluated in the ``"softplus"`` form: the
     scale ``adv_weight`` was tuned against. With ``conditional=True`` the discriminator sees
     ``cat(output, cond)`` where ``cond`` is the network input resized to the output size (a cGAN).
-    Each step draws ``batch`` targets ``(N, ...)`` at random; Adam with a cosine learning-rate decay.
-    Returns the :func:`lib.train.train_loop` history.
+    Each step draws ``batch`` targets ``(N, ...)`` at random; with ``augment=True`` the batch is
+    then flipped/rotated by one of the 8 :func:`dihedral` transforms (drawn from the same
+    generator) before it is degraded, which multiplies the distinct training patches by 8.
+    Adam with a cosine learning-rate decay. Returns the :func:`lib.train.train_loop` history.
     """
     checks.tensor(targets, "targets"); checks.positive_int(steps, "steps"); checks.positive_int(batch, "batch")
-    checks.choice(content, ("l1", "l2"), "content loss")
+    checks.choice(content, CONTENT_LOSSES, "content loss")
+    checks.choice(augment, (False, True), "augment")
     device = device or next(net.parameters()).device
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -435,7 +483,7 @@ def fit_restorer(net: nn.Module, targets: torch.Tensor, degrade: Callable, steps
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr * 0.05)
     if disc is not None:
         opt_d = torch.optim.Adam(disc.parameters(), lr=lr, betas=(0.5, 0.999))
-    closs = F.l1_loss if content == "l1" else F.mse_loss
+    closs = {"l1": F.l1_loss, "l2": F.mse_loss, "psnr": psnr_loss}[content]
 
     def cond_of(inp, like):
         c = inp if inp.dim() == 4 else inp.flatten(1, 2)
@@ -444,6 +492,8 @@ def fit_restorer(net: nn.Module, targets: torch.Tensor, degrade: Callable, steps
     def step(i):
         idx = torch.randint(len(targets), (batch,), generator=g)
         y = targets[idx]
+        if augment:
+            y = dihedral(y, int(torch.randint(8, (1,), generator=g)))
         inp = degrade(y, g)
         y, inp = y.to(device), inp.to(device)
         out = net(inp)
@@ -469,9 +519,26 @@ def fit_restorer(net: nn.Module, targets: torch.Tensor, degrade: Callable, steps
 
 
 @torch.no_grad()
-def restore(net: nn.Module, x: torch.Tensor, *args, chunk: int = 64) -> torch.Tensor:
+def restore(net: nn.Module, x: torch.Tensor, *args, chunk: int = 64,
+            self_ensemble: bool = False) -> torch.Tensor:
     """Run a restoration ``net`` in eval mode over ``x`` in chunks of ``chunk`` (on the net's
-    device, extra ``args`` passed to every call, e.g. exposure times); output on the CPU."""
+    device, extra ``args`` passed to every call, e.g. exposure times); output on the CPU.
+
+    ``self_ensemble=True``: the geometric self-ensemble (EDSR, Lim et al. 2017; also used
+    with DnCNN-style denoisers): the input is transformed by each of the 8 :func:`dihedral`
+    flips/rotations, restored, transformed back, and the 8 outputs are averaged. Eight times
+    the cost; it helps a net that is not exactly equivariant to these symmetries (a CNN
+    trained on photos is only approximately so). The net must accept the rotated shape
+    (square images, or any shape its layers allow)."""
+    checks.choice(self_ensemble, (False, True), "self_ensemble")
     net.eval()
     dev = next(net.parameters()).device
-    return torch.cat([net(c.to(dev), *args).cpu() for c in x.split(chunk)])
+
+    def run(c):
+        if not self_ensemble:
+            return net(c.to(dev), *args).cpu()
+        outs = [dihedral(net(dihedral(c, k).to(dev), *args).cpu(), k, inverse=True)
+                for k in range(8)]
+        return torch.stack(outs).mean(0)
+
+    return torch.cat([run(c) for c in x.split(chunk)])

@@ -226,3 +226,86 @@ def test_networks_check_their_input_rank_channels_and_range():
         col(torch.zeros(1, 3, 16, 16))
     with pytest.raises(ValueError, match=r"\[-1, 1\]"):
         col(torch.full((1, 1, 16, 16), 2.0))
+
+
+def test_dihedral_transforms_round_trip_and_are_the_eight_symmetries():
+    x = img(2, 3, 5, 7)  # non-square: a quarter turn swaps height and width
+    seen = set()
+    for k in range(8):
+        y = R.dihedral(x, k)
+        assert y.shape == ((2, 3, 5, 7) if k % 2 == 0 else (2, 3, 7, 5))
+        assert torch.equal(R.dihedral(y, k, inverse=True), x)  # exact, every k
+        seen.add(tuple(y.flatten().tolist()))
+    assert len(seen) == 8  # eight different images
+    assert torch.equal(R.dihedral(x, 0), x)
+    assert torch.equal(R.dihedral(x, 4), x.flip(-1))  # k = 4: the left-right mirror
+    sq = img(1, 1, 4, 4)
+    assert torch.equal(R.dihedral(sq, 1), torch.rot90(sq, 1, dims=(-2, -1)))
+    for bad in (8, -1):
+        with pytest.raises(ValueError):
+            R.dihedral(x, bad)
+
+
+class _Identity(torch.nn.Module):
+    """Equivariant to every flip and rotation; has one parameter so that restore finds a device."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        return self.w * x
+
+
+class _LeftShift(_Identity):
+    """Not equivariant: moves the image one pixel to the left (wrapping around)."""
+
+    def forward(self, x):
+        return self.w * x.roll(-1, -1)
+
+
+def test_self_ensemble_of_an_equivariant_net_returns_its_output():
+    x = img(3, 1, 8, 8)
+    assert torch.allclose(R.restore(_Identity(), x, self_ensemble=True), x, atol=1e-6)
+    assert torch.allclose(R.restore(_Identity(), x, chunk=2, self_ensemble=True), x, atol=1e-6)
+    # a non-equivariant net: the 8 transformed shifts average to the mean of the 4 one-pixel
+    # shifts (left, right, up, down: each direction from two of the eight transforms)
+    out = R.restore(_LeftShift(), x, self_ensemble=True)
+    want = sum(x.roll(s, d) for s in (1, -1) for d in (-1, -2)) / 4
+    assert torch.allclose(out, want, atol=1e-6)
+    assert not torch.allclose(R.restore(_LeftShift(), x), want, atol=1e-3)
+    with pytest.raises(ValueError):
+        R.restore(_Identity(), x, self_ensemble="yes")
+
+
+def test_psnr_loss_is_the_mean_per_image_log10_mse():
+    target = torch.zeros(2, 1, 4, 4)
+    out = torch.full_like(target, 0.1)  # every pixel off by 0.1: MSE 0.01 per image
+    assert float(R.psnr_loss(out, target)) == pytest.approx(-2.0, abs=1e-6)
+    # image 1 at MSE 0.01 (log10 = -2), image 2 at MSE 1e-4 (log10 = -4): mean -3,
+    # not the log of the pooled MSE (log10 0.00505 = -2.30)
+    out[1] = 0.01
+    assert float(R.psnr_loss(out, target)) == pytest.approx(-3.0, abs=1e-6)
+    # the PSNR of the [-1, 1] images (peak = the [0, 1] range) is 10 log10 4 - 10 * loss per image
+    a, b = img(4, 1, 8, 8, seed=1), img(4, 1, 8, 8, seed=2) * 0.5
+    want = (10 * math.log10(4) - metrics.psnr(b, a)) / 10
+    assert float(R.psnr_loss(b, a)) == pytest.approx(want, abs=1e-4)
+    with pytest.raises(ValueError):
+        R.psnr_loss(out, target[:1])
+
+
+def test_fit_restorer_psnr_content_and_augment_options():
+    x = data.photo_patches("train", 32, 16, gray=True, seed=0)
+    net = R.DnCNN(1, 8, 3)
+    degrade = lambda y, g: D.add_noise(y, 0.1, generator=g)
+    h = R.fit_restorer(net, x, degrade, 40, batch=8, lr=3e-3, content="psnr", augment=True)
+    assert np.mean(h["content"][-10:]) < np.mean(h["content"][:10])
+    # augment draws each step's transform from the generator: the batches seen differ
+    seen = {False: [], True: []}
+    for aug, batches in seen.items():
+        R.fit_restorer(R.DnCNN(1, 8, 3), x, lambda y, g, b=batches: b.append(y) or y, 3,
+                       batch=4, augment=aug)
+    assert any(not torch.equal(a, b) for a, b in zip(seen[False], seen[True]))
+    for bad in ({"content": "psnr2"}, {"content": "PSNR"}, {"augment": "yes"}):
+        with pytest.raises(ValueError):
+            R.fit_restorer(net, x, degrade, 3, **bad)
