@@ -13,7 +13,10 @@ Read top to bottom:
    ``{0, 1}``: ``log p(x)`` is a log *probability*, in nats, always ``<= 0``) or
    **Gaussian** with a fixed standard deviation (images in ``[-1, 1]``: a
    *density*, whose nats depend on that standard deviation); with
-   :meth:`VAE.elbo` and the importance-weighted bound :meth:`VAE.iwae`.
+   :meth:`VAE.elbo` and the importance-weighted bound :meth:`VAE.iwae`. With
+   ``num_classes`` it is the *conditional* VAE (Sohn et al. 2015): encoder
+   ``q(z|x, y)`` and decoder ``p(x|z, y)`` also see the class ``y`` (one-hot), the
+   prior stays ``N(0, I)``, and every method takes the labels ``y``.
 
 The VQ-VAE, with its discrete codes and the priors over them, is in :mod:`lib.vq`.
 
@@ -27,7 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import checks, nets
+from . import checks, gan, nets
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
@@ -147,10 +150,15 @@ class VAE(nn.Module):
       the maximum-likelihood noise level of the "calibrated decoder" of Rybkin et al. 2021).
 
     :meth:`elbo` and :meth:`iwae` return per-image values in nats, shape ``(N,)``.
+
+    ``num_classes = C > 0`` makes it the conditional VAE: the encoder reads ``[x, onehot(y)]``,
+    the decoder ``[z, onehot(y)]``, and ``encode``, ``decode``, ``elbo``, ``iwae`` and ``sample``
+    take integer labels ``y (N,)`` in ``[0, C)`` (required then, refused otherwise).
     """
 
     def __init__(self, latent_dim: int = 16, hidden: int = 400, likelihood: str = "bernoulli",
-                 sigma: float = 0.1, image_size: int = 16, learn_sigma: bool = False):
+                 sigma: float = 0.1, image_size: int = 16, learn_sigma: bool = False,
+                 num_classes: int = 0):
         super().__init__()
         checks.positive_int(latent_dim, "latent_dim"); checks.positive_int(hidden, "hidden")
         checks.positive_int(image_size, "image_size")
@@ -159,17 +167,20 @@ class VAE(nn.Module):
             raise ValueError(f"sigma must be > 0, got {sigma}")
         if learn_sigma and likelihood != "gaussian":
             raise ValueError("learn_sigma needs likelihood='gaussian' (a Bernoulli decoder has no sigma)")
+        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 0:
+            raise ValueError(f"num_classes must be an int >= 0 (0: not conditional), got {num_classes!r}")
         self.latent_dim, self.likelihood, self.image_size = latent_dim, likelihood, image_size
+        self.num_classes = num_classes
         self.learn_sigma = bool(learn_sigma)
         if self.learn_sigma:
             self.log_sigma = nn.Parameter(torch.tensor(math.log(sigma)))   # a 0-d parameter
         else:
             self._sigma = float(sigma)
         d = image_size * image_size
-        self.encoder = nets.mlp([d, hidden, hidden])
+        self.encoder = nets.mlp([d + num_classes, hidden, hidden])
         self.to_mu = nn.Linear(hidden, latent_dim)
         self.to_logvar = nn.Linear(hidden, latent_dim)
-        self.decoder = nets.mlp([latent_dim, hidden, hidden, d])
+        self.decoder = nets.mlp([latent_dim + num_classes, hidden, hidden, d])
 
     @property
     def sigma(self) -> float:
@@ -183,18 +194,37 @@ class VAE(nn.Module):
             checks.binary(x, "x (a Bernoulli VAE models binarised images; use lib.data.binarize)")
         return x
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x (N, 1, S, S)`` -> ``(mu, logvar)``, each ``(N, latent_dim)``."""
+    def _onehot(self, y: torch.Tensor | None, n: int, device) -> torch.Tensor | None:
+        """Labels ``y (n,)`` -> one-hot ``(n, C)`` for a conditional VAE; ``None`` otherwise."""
+        if not self.num_classes:
+            if y is not None:
+                raise ValueError("this VAE is not conditional (num_classes=0): call it without y")
+            return None
+        if y is None:
+            raise ValueError(f"this conditional VAE needs the labels y, integers in [0, {self.num_classes})")
+        if y.dtype.is_floating_point:
+            raise TypeError(f"y must hold integer class labels in [0, {self.num_classes}), got dtype {y.dtype}")
+        return gan.labels_onehot(y, self.num_classes, n).to(device)
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x (N, 1, S, S)`` (and labels ``y (N,)`` if conditional) -> ``(mu, logvar)``, each ``(N, latent_dim)``."""
         self._check(x)
-        inp = x * 2 - 1 if self.likelihood == "bernoulli" else x  # the encoder sees [-1, 1] either way
-        h = F.relu(self.encoder(inp.flatten(1)))
+        inp = (x * 2 - 1 if self.likelihood == "bernoulli" else x).flatten(1)  # the encoder sees [-1, 1]
+        c = self._onehot(y, len(x), x.device)
+        h = F.relu(self.encoder(inp if c is None else torch.cat([inp, c], 1)))
         return self.to_mu(h), self.to_logvar(h).clamp(-12, 8)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """``z (..., latent_dim)`` -> decoder output ``(..., 1, S, S)``: logits or Gaussian means."""
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """``z (..., N, latent_dim)`` (and labels ``y (N,)`` if conditional) -> decoder output
+        ``(..., N, 1, S, S)``: logits or Gaussian means."""
         checks.tensor(z, "z")
-        if z.shape[-1] != self.latent_dim:
+        if z.dim() < 1 or z.shape[-1] != self.latent_dim:
             raise ValueError(f"z must have shape (..., {self.latent_dim}), got {tuple(z.shape)}")
+        if self.num_classes and z.dim() < 2:
+            raise ValueError(f"a conditional VAE decodes codes of shape (..., N, {self.latent_dim}), got {tuple(z.shape)}")
+        c = self._onehot(y, z.shape[-2] if z.dim() >= 2 else 1, z.device)
+        if c is not None:
+            z = torch.cat([z, c.expand(*z.shape[:-1], self.num_classes)], -1)
         out = self.decoder(z).view(*z.shape[:-1], 1, self.image_size, self.image_size)
         return out if self.likelihood == "bernoulli" else torch.tanh(out)
 
@@ -213,22 +243,25 @@ class VAE(nn.Module):
         """Decoder output -> the mean image ``E[x|z]`` mapped to ``[-1, 1]`` (for display and metrics)."""
         return torch.sigmoid(out) * 2 - 1 if self.likelihood == "bernoulli" else out
 
-    def elbo(self, x: torch.Tensor, beta: float = 1.0, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def elbo(self, x: torch.Tensor, beta: float = 1.0, generator: torch.Generator | None = None,
+             y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """One-sample ELBO with the closed-form KL, per image (nats, shape ``(N,)``):
 
         ``elbo = E_q[log p(x|z)] - KL(q(z|x) || p(z))`` (estimated with one reparameterised ``z``).
         Returns ``{"elbo", "rec" (log p(x|z)), "kl", "loss"}`` where ``loss`` (0-d) is the
         batch mean of ``-rec + beta * kl`` -- the beta-VAE objective; ``beta = 1`` is the VAE.
+        A conditional VAE takes the labels ``y (N,)`` and bounds ``log p(x | y)``.
         """
         if not beta >= 0:
             raise ValueError(f"beta must be >= 0, got {beta}")
-        mu, logvar = self.encode(x)
+        mu, logvar = self.encode(x, y)
         z = reparameterize(mu, logvar, generator)
-        rec = self.log_likelihood(x, self.decode(z))
+        rec = self.log_likelihood(x, self.decode(z, y))
         kl = gaussian_kl(mu, logvar)
         return {"elbo": rec - kl, "rec": rec, "kl": kl, "loss": (-rec + beta * kl).mean()}
 
-    def iwae(self, x: torch.Tensor, k: int = 64, chunk: int = 64, generator: torch.Generator | None = None) -> torch.Tensor:
+    def iwae(self, x: torch.Tensor, k: int = 64, chunk: int = 64, generator: torch.Generator | None = None,
+             y: torch.Tensor | None = None) -> torch.Tensor:
         """Importance-weighted lower bound on ``log p(x)`` with ``k`` samples (Burda et al. 2016) (nats, ``(N,)``):
 
         ``log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x)``, ``z_i ~ q(z|x)``. For ``k = 1`` its expectation
@@ -236,20 +269,22 @@ class VAE(nn.Module):
         The ``k`` samples are drawn in chunks of ``chunk`` to bound memory.
         """
         checks.positive_int(k, "k"); checks.positive_int(chunk, "chunk")
-        mu, logvar = self.encode(x)
+        mu, logvar = self.encode(x, y)
         logw = []
         for s in range(0, k, chunk):
             m = min(chunk, k - s)
             eps = torch.randn((m, *mu.shape), generator=generator, dtype=mu.dtype, device=mu.device)
             z = mu + torch.exp(0.5 * logvar) * eps                            # (m, N, D)
-            log_px_z = self.log_likelihood(x, self.decode(z))                # (m, N)
+            log_px_z = self.log_likelihood(x, self.decode(z, y))             # (m, N)
             logw.append(log_px_z + _std_normal_logpdf(z) - _diag_normal_logpdf(z, mu, logvar))
         return torch.logsumexp(torch.cat(logw), 0) - math.log(k)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None, device: torch.device | None = None) -> torch.Tensor:
-        """Decode ``n`` prior samples ``z ~ N(0, I)``: mean images ``(n, 1, S, S)`` in ``[-1, 1]``."""
+    def sample(self, n: int, generator: torch.Generator | None = None, device: torch.device | None = None,
+               y: torch.Tensor | None = None) -> torch.Tensor:
+        """Decode ``n`` prior samples ``z ~ N(0, I)`` (of classes ``y (n,)`` if conditional):
+        mean images ``(n, 1, S, S)`` in ``[-1, 1]``."""
         checks.positive_int(n, "n")
         device = device or next(self.parameters()).device
         z = torch.randn(n, self.latent_dim, generator=generator).to(device)
-        return self.mean_image(self.decode(z))
+        return self.mean_image(self.decode(z, None if y is None else y.to(device)))
