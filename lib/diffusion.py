@@ -316,7 +316,7 @@ def ddpm_sample(model: Callable, sched: Schedule, shape=None, steps: int | None 
         eps = _call(model, x, tt, y)
         ab_t, ab_s = float(sched.alpha_bars[t]), float(sched.alpha_bars[s])
         beta = 1 - ab_t / ab_s                                  # = beta_t when s = t - 1
-        x0 = (x - math.sqrt(1 - ab_t) * eps) / math.sqrt(ab_t)
+        x0 = predict_x0(sched, x, tt, eps)
         if clip_x0:
             x0 = x0.clamp(-1, 1)
         # mean of q(x_s | x_t, x0_hat): a weighted average of x0_hat and x_t
@@ -352,7 +352,7 @@ def ddim_sample(model: Callable, sched: Schedule, shape=None, steps: int = 50, e
         tt = torch.full((len(x),), t, dtype=torch.long, device=x.device)
         eps = _call(model, x, tt, y)
         ab_t, ab_s = float(sched.alpha_bars[t]), float(sched.alpha_bars[s])
-        x0 = (x - math.sqrt(1 - ab_t) * eps) / math.sqrt(ab_t)
+        x0 = predict_x0(sched, x, tt, eps)
         if clip_x0:
             x0 = x0.clamp(-1, 1)
             eps = (x - math.sqrt(ab_t) * x0) / math.sqrt(1 - ab_t)  # keep eps consistent with x0_hat
@@ -393,7 +393,7 @@ def dpm_solver_sample(model: Callable, sched: Schedule, shape=None, steps: int =
     for t, s in zip(seq[:-1], seq[1:]):
         tt = torch.full((len(x),), t, dtype=torch.long, device=x.device)
         eps = _call(model, x, tt, y)
-        x0 = (x - math.sqrt(1 - ab[t]) * eps) / math.sqrt(ab[t])
+        x0 = predict_x0(sched, x, tt, eps)
         if clip_x0:
             x0 = x0.clamp(-1, 1)
         if s == 0:                                   # sigma_0 = 0: the ODE ends on x0_hat
