@@ -2,7 +2,8 @@
 (introduced in chapter 10).
 
 * resolution and blur: :func:`downsample`, :func:`gaussian_kernel`, :func:`motion_kernel`, :func:`blur`;
-* noise and holes: :func:`add_noise`, :func:`box_masks`;
+* noise and holes: :func:`add_noise`, :func:`box_masks`, :func:`textured_box_masks` (the hole
+  over the busiest square of each image);
 * the HDR camera: :func:`crf` (response curve), :func:`inverse_crf`, :func:`expose` (one clipped,
   noisy, quantised exposure) and :func:`synthetic_radiance` (a linear high-dynamic-range scene
   made from an ordinary photo);
@@ -144,6 +145,41 @@ def box_masks(n: int, size: int, hole: int, generator: torch.Generator | None = 
             r = c = (size - hole) // 2
         else:
             r, c = torch.randint(size - hole + 1, (2,), generator=generator).tolist()
+        m[i, :, r:r + hole, c:c + hole] = 1
+    return m
+
+
+def textured_box_masks(x: torch.Tensor, hole: int, margin: int = 0) -> torch.Tensor:
+    """One ``hole x hole`` square hole per image of ``x (N, C, H, W)``, placed over the
+    *busiest* square of that image: the position whose window has the largest gradient
+    energy (the sum over the window and the channels of the squared horizontal and vertical
+    differences of ``x``), among the positions that leave at least ``margin`` known pixels
+    between the hole and every border (context on all sides). Masks ``(N, 1, H, W)``, 1 = missing.
+
+    Random holes in photographs mostly land on smooth shading, where a smooth interpolant
+    (biharmonic inpainting) is close to the truth; these holes cover texture and edges
+    instead, a harder test of an inpainter. The position is chosen from the *true* image,
+    so the masks belong to the test set's construction, never to a method's input.
+    Example: a flat image with one bright pixel gets the hole over that pixel.
+    """
+    checks.images(x, name="x"); checks.positive_int(hole, "hole")
+    if isinstance(margin, bool) or not isinstance(margin, int) or margin < 0:
+        raise ValueError(f"margin must be an int >= 0, got {margin!r}")
+    n, _, h, w = x.shape
+    if hole >= min(h, w) or hole + 2 * margin > min(h, w):
+        raise ValueError(f"hole ({hole}) must be smaller than the image ({h}x{w}) and fit in it "
+                         f"with a margin of {margin} on both sides")
+    xd = x.detach().double()
+    dy = torch.zeros(n, h, w, dtype=xd.dtype); dx = torch.zeros(n, h, w, dtype=xd.dtype)
+    dy[:, 1:] = ((xd[:, :, 1:] - xd[:, :, :-1]) ** 2).sum(1)      # each difference counted
+    dx[:, :, 1:] = ((xd[..., 1:] - xd[..., :-1]) ** 2).sum(1)     # at its lower/right pixel
+    energy = F.avg_pool2d((dx + dy)[:, None], hole, stride=1)[:, 0]  # (N, h-hole+1, w-hole+1)
+    energy = energy[:, margin:energy.shape[1] - margin, margin:energy.shape[2] - margin]
+    best = energy.flatten(1).argmax(1)
+    cols = energy.shape[-1]
+    m = torch.zeros(n, 1, h, w)
+    for i, k in enumerate(best.tolist()):
+        r, c = (v + margin for v in divmod(k, cols))
         m[i, :, r:r + hole, c:c + hole] = 1
     return m
 

@@ -7,7 +7,8 @@ Read top to bottom:
    :func:`deconvolve`, :func:`match_colours`, :func:`inpaint_biharmonic`, :func:`merge_debevec` (with
    :func:`hat_weight`), :func:`tonemap`.
 2. **Networks**: :class:`SRResNet` (built of :class:`EDSRBlock` s), :class:`DnCNN` (also the
-   deblurrer), :class:`MultiScaleDeblur`, :class:`ContextEncoder`, :class:`Colorizer`,
+   deblurrer), :class:`MultiScaleDeblur`, :class:`ContextEncoder` (with :func:`context_stats`),
+   :class:`Colorizer`,
    :class:`HDRMerge`. Their adversary is :class:`lib.nets.PatchDiscriminator`.
 3. **Training and inference**: :func:`psnr_loss` (the per-image log-MSE content loss),
    :func:`dihedral` (the 8 flips/rotations: augmentation and self-ensemble),
@@ -331,19 +332,70 @@ class SkipEncoderDecoder(nn.Module):
         return self.d1(torch.cat([u, h1], 1))                          # (N, w, H, W)
 
 
+def context_stats(x: torch.Tensor, mask: torch.Tensor, ring: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """The colour and the contrast around a hole: statistics of the *known* pixels within
+    ``ring`` pixels (Chebyshev distance) of the hole.
+
+    ``x (N, C, H, W)``, ``mask (N, 1, H, W)`` (1 = missing). Returns the per-channel mean
+    ``mu (N, C, 1, 1)`` and one standard deviation ``sd (N, 1, 1, 1)`` (pooled over the
+    channels) of the ring's pixels; an image without a hole (or whose ring is empty) gets
+    ``mu = 0``, ``sd = 0``. A uniform surround gives ``sd = 0`` exactly. Used by
+    :class:`ContextEncoder` with ``normalize=True``.
+    """
+    checks.tensor(x, "x"); checks.positive_int(ring, "ring")
+    if x.dim() != 4:
+        raise ValueError(f"x must have shape (N, C, H, W), got {tuple(x.shape)}")
+    checks.binary(mask, "mask")
+    if mask.shape != (x.shape[0], 1, *x.shape[2:]):
+        raise ValueError(f"mask must have shape {(x.shape[0], 1, *x.shape[2:])}, got {tuple(mask.shape)}")
+    m = mask.to(x.dtype)
+    near = F.max_pool2d(m, 2 * ring + 1, stride=1, padding=ring) - m    # 1 on the ring of known pixels
+    n = near.sum((2, 3), keepdim=True).clamp_min(1)
+    mu = (x * near).sum((2, 3), keepdim=True) / n                       # (N, C, 1, 1)
+    var = (((x - mu) ** 2) * near).sum((1, 2, 3), keepdim=True) / (n * x.shape[1])
+    return mu, var.sqrt()                                               # (N, 1, 1, 1)
+
+
 class ContextEncoder(nn.Module):
     """Context-encoder-style inpainting net (Pathak et al. 2016) with U-Net skips.
 
     Input: the masked image and the mask, ``(N, C+1, H, W)`` (``H, W`` multiples of 8).
-    A :class:`SkipEncoderDecoder` and a 3x3 output convolution (tanh) predict the image. Output:
-    the image with the hole filled, ``mask * prediction + (1 - mask) * input`` in ``[-1, 1]``.
+    A :class:`SkipEncoderDecoder` and a 3x3 output convolution predict the image. Output:
+    the image with the hole filled, ``mask * prediction + (1 - mask) * input`` in ``[-1, 1]``
+    (the known pixels are copied: compositing).
+
+    ``normalize=False`` (Pathak et al.): the hole is zero (mid-grey) in the input and the
+    prediction is ``tanh`` of the output convolution, absolute colours the net must get right
+    from its training photos. ``normalize=True`` (*context normalization*): with ``mu, sd``
+    the colour and contrast of the known pixels within ``ring`` pixels of the hole
+    (:func:`context_stats`), the net sees ``(input - mu) / sd`` (the hole pre-filled with
+    ``mu``, so it reads 0) and the prediction is ``mu + sd * output``, clipped to
+    ``[-1, 1]``: the net only predicts the *shape* of the fill in units of the local
+    contrast, the colour and brightness come from the hole's own surround, and a uniform
+    surround (``sd = 0``) is filled with exactly its colour.
+
+    ``start="biharmonic"`` (only with ``normalize=True``): the hole is pre-filled by
+    :func:`inpaint_biharmonic` instead of ``mu`` and the prediction is that fill plus
+    ``sd * output``, with the output convolution starting at zero: an untrained net *is*
+    biharmonic inpainting, and training learns a correction to the classical fill (the
+    classical solver runs on the CPU in every forward pass, training included).
     """
 
-    def __init__(self, channels: int = 3, width: int = 32):
+    STARTS = ("mean", "biharmonic")
+
+    def __init__(self, channels: int = 3, width: int = 32, normalize: bool = False, ring: int = 3,
+                 start: str = "mean"):
         super().__init__()
+        checks.positive_int(channels, "channels")
+        checks.choice(normalize, (False, True), "normalize"); checks.positive_int(ring, "ring")
+        checks.choice(start, self.STARTS, "start")
+        if start == "biharmonic" and not normalize:
+            raise ValueError('start="biharmonic" needs normalize=True (the correction is in units of sd)')
         self.body = SkipEncoderDecoder(channels + 1, width)
         self.out = nn.Conv2d(width, channels, 3, padding=1)
-        self.channels = channels
+        self.channels, self.normalize, self.ring, self.start = channels, normalize, ring, start
+        if start == "biharmonic":
+            nn.init.zeros_(self.out.weight); nn.init.zeros_(self.out.bias)
 
     def forward(self, inp: torch.Tensor) -> torch.Tensor:
         checks.shape(inp, (None, self.channels + 1, None, None),
@@ -351,8 +403,16 @@ class ContextEncoder(nn.Module):
         x, m = inp[:, :self.channels], inp[:, self.channels:]
         checks.value_range(x, -1.0, 1.0, "the masked image")
         checks.value_range(m, 0.0, 1.0, "the mask (1 = hole)")
-        pred = torch.tanh(self.out(self.body(inp)))
-        return m * pred + (1 - m) * x
+        if not self.normalize:
+            pred = torch.tanh(self.out(self.body(inp)))
+            return m * pred + (1 - m) * x
+        hole = (m > 0.5).to(x.dtype)
+        mu, sd = context_stats(x, hole, self.ring)
+        fill = mu if self.start == "mean" else inpaint_biharmonic(x.detach() * (1 - hole), hole)
+        base = x * (1 - m) + fill * m
+        z = torch.where(sd > 0, (base - mu) / (sd + 1e-3), torch.zeros_like(base))
+        pred = fill + sd * self.out(self.body(torch.cat([z, m], 1)))
+        return (m * pred + (1 - m) * x).clamp(-1, 1)
 
 
 class Colorizer(nn.Module):

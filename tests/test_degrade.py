@@ -87,6 +87,30 @@ def test_box_masks():
         D.box_masks(1, 8, 8)
 
 
+def test_textured_box_masks_cover_the_busiest_square():
+    x = -torch.ones(3, 3, 16, 16)
+    x[0, :, 2, 13] = 1.0                                  # one bright dot near a corner
+    x[1, :, 9:, :] = 1.0                                  # a horizontal edge at row 9
+    x[2] = torch.linspace(-1, 1, 16)                      # a smooth ramp: any position
+    m = D.textured_box_masks(x, 4)
+    assert m.shape == (3, 1, 16, 16) and torch.all(m.sum(dim=(1, 2, 3)) == 16)
+    assert m[0, 0, 2, 13] == 1                            # the dot is in the hole
+    rows = torch.nonzero(m[1, 0].amax(1)).flatten()
+    assert rows.min() <= 9 <= rows.max()                  # the edge crosses the hole
+    inner = D.textured_box_masks(x, 4, margin=2)          # 2 known pixels on every side
+    assert inner[0, 0, 2:6, 10:14].sum() == 16            # the one such square over the dot
+    inner = D.textured_box_masks(x, 4, margin=3)          # no square may cover the dot now
+    assert inner[0, 0, :3].sum() == 0 and inner[0, 0, :, 13:].sum() == 0
+    with pytest.raises(ValueError, match="smaller than the image"):
+        D.textured_box_masks(x, 16)
+    with pytest.raises(ValueError, match="smaller than the image"):
+        D.textured_box_masks(x, 8, margin=5)              # 8 + 2 * 5 > 16
+    with pytest.raises(ValueError, match="margin must be"):
+        D.textured_box_masks(x, 4, margin=-1)
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        D.textured_box_masks(x * 3, 4)
+
+
 def test_camera_model_exposure_clipping_and_inverse():
     rad = torch.tensor([0.01, 0.1, 0.5, 0.9, 2.0, 10.0]).view(1, 1, 1, 6)
     z = D.expose(rad, 1.0, bits=None)

@@ -309,3 +309,65 @@ def test_fit_restorer_psnr_content_and_augment_options():
     for bad in ({"content": "psnr2"}, {"content": "PSNR"}, {"augment": "yes"}):
         with pytest.raises(ValueError):
             R.fit_restorer(net, x, degrade, 3, **bad)
+
+
+def test_context_stats_are_the_ring_of_known_pixels_around_the_hole():
+    x = torch.zeros(2, 3, 8, 8)
+    m = torch.zeros(2, 1, 8, 8)
+    m[:, :, 3:5, 3:5] = 1
+    x[0, 0] = 0.5                                  # image 0: uniform surround, channel 0 = 0.5
+    x[0, :, 3:5, 3:5] = 0.9                        # (what lies in the hole is never read)
+    x[1, :, 2, :] = 1.0                            # image 1: the ring's top row (4 of 12) is 1
+    mu, sd = R.context_stats(x, m, ring=1)
+    assert mu.shape == (2, 3, 1, 1) and sd.shape == (2, 1, 1, 1)
+    assert torch.allclose(mu[0].flatten(), torch.tensor([0.5, 0.0, 0.0])) and sd[0].item() == 0
+    assert torch.allclose(mu[1].flatten(), torch.full((3,), 4 / 12))
+    assert sd[1].item() == pytest.approx(math.sqrt((4 / 12) * (8 / 12)))   # a Bernoulli's sd
+    mu2, _ = R.context_stats(x, m, ring=3)           # a wider ring covers the whole image
+    assert mu2[1, 0].item() == pytest.approx(8 / 60)  # the 8 ones of row 2 among 64 - 4
+    with pytest.raises(ValueError, match="mask must be binary"):
+        R.context_stats(x, m * 0.5)
+    with pytest.raises(ValueError, match="mask must have shape"):
+        R.context_stats(x, m[:, :, :4])
+    with pytest.raises(ValueError, match="ring must be"):
+        R.context_stats(x, m, ring=0)
+
+
+def test_normalized_context_encoder_takes_colour_and_contrast_from_the_surround():
+    torch.manual_seed(0)
+    ce = R.ContextEncoder(3, 8, normalize=True)
+    torch.nn.init.normal_(ce.out.weight, std=0.5)  # a net that would paint the hole
+    m = D.box_masks(4, 16, 6, generator=torch.Generator().manual_seed(1))
+    flat = torch.tensor([0.3, -0.2, 0.6]).view(1, 3, 1, 1).expand(4, 3, 16, 16)
+    out = ce(torch.cat([flat * (1 - m), m], 1))
+    assert torch.allclose(out, flat, atol=1e-6)    # a uniform surround: its colour, exactly
+    x = img(4, 3, 16, 16) * 0.4                    # in [-0.4, 0.4]: a shift stays in range
+    out = ce(torch.cat([x * (1 - m), m], 1)).detach()
+    assert torch.allclose(out * (1 - m), x * (1 - m)) and not torch.allclose(out, x)
+    shifted = ce(torch.cat([(x + 0.3) * (1 - m), m], 1)).detach()
+    assert torch.allclose(shifted, out + 0.3, atol=1e-5)  # brighter surround, brighter fill
+    plain = R.ContextEncoder(3, 8)                 # Pathak et al.'s absolute colours: no such rule
+    a = plain(torch.cat([x * (1 - m), m], 1)).detach()
+    b = plain(torch.cat([(x + 0.3) * (1 - m), m], 1)).detach()
+    assert not torch.allclose(b, a + 0.3, atol=1e-3)
+    with pytest.raises(ValueError, match="normalize"):
+        R.ContextEncoder(3, 8, normalize="yes")
+
+
+def test_context_encoder_started_at_biharmonic_is_biharmonic_until_trained():
+    torch.manual_seed(0)
+    x = img(3, 3, 16, 16)
+    m = D.box_masks(3, 16, 6, generator=torch.Generator().manual_seed(2))
+    inp = torch.cat([x * (1 - m), m], 1)
+    ce = R.ContextEncoder(3, 8, normalize=True, start="biharmonic")
+    bih = R.inpaint_biharmonic(x * (1 - m), m)
+    assert torch.allclose(ce(inp), bih, atol=1e-6)          # the correction starts at zero
+    torch.nn.init.normal_(ce.out.weight, std=0.5)
+    out = ce(inp).detach()
+    assert not torch.allclose(out, bih, atol=1e-3) and torch.allclose(out * (1 - m), x * (1 - m))
+    hist = R.fit_restorer(ce, x, lambda y, g: torch.cat([y * (1 - m), m], 1), 2, batch=3)
+    assert len(hist["content"]) == 2                        # trains with the solver inside
+    with pytest.raises(ValueError, match="unknown start"):
+        R.ContextEncoder(3, 8, normalize=True, start="harmonic")
+    with pytest.raises(ValueError, match="needs normalize=True"):
+        R.ContextEncoder(3, 8, start="biharmonic")
