@@ -440,9 +440,12 @@ def log_radiance_error(est: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor 
     return float(err[m].mean())
 
 
-def psnr_masked(x: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor) -> float:
+def psnr_masked(x: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor,
+                per_image: bool = False) -> float | torch.Tensor:
     """PSNR in dB computed only over the pixels where ``mask (N, 1, H, W)`` is 1 (the hole of an
-    inpainting), per image, then averaged; images ``(N, C, H, W)`` in ``[-1, 1]`` (peak = [0, 1] range)."""
+    inpainting), per image, then averaged; images ``(N, C, H, W)`` in ``[-1, 1]`` (peak = [0, 1] range).
+    An exact fill scores 120 dB (the MSE is floored at 1e-12). ``per_image=True`` returns the
+    ``(N,)`` tensor of per-image values instead of their mean."""
     checks.images(x, name="x"); checks.images(ref, name="ref"); checks.binary(mask, "mask")
     if x.shape != ref.shape or mask.shape != (x.shape[0], 1, *x.shape[2:]):
         raise ValueError(f"x, ref must match and mask be (N, 1, H, W); got {tuple(x.shape)}, "
@@ -452,7 +455,8 @@ def psnr_masked(x: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor) -> float
     if (cnt == 0).any():
         raise ValueError("every mask must select at least one pixel")
     mse = (d2 / cnt).clamp_min(1e-12)
-    return float((10 * torch.log10(1 / mse)).mean())
+    db = 10 * torch.log10(1 / mse)
+    return db if per_image else float(db.mean())
 
 
 # --- memorisation: are samples new, or copies of the training set? ---------------------------

@@ -92,6 +92,23 @@ def test_psnr_masked_matches_skimage_on_the_hole():
         metrics.psnr_masked(x, y, torch.zeros(1, 1, 16, 16))
 
 
+
+def test_psnr_masked_per_image_matches_skimage_per_hole_and_floors_exact_fills():
+    from skimage.metrics import peak_signal_noise_ratio
+
+    x, y = img(3, 3, 16, 16, 4), img(3, 3, 16, 16, 5)
+    y[2] = x[2]                                          # an exact fill
+    m = D.box_masks(3, 16, 6, generator=torch.Generator().manual_seed(6))
+    per = metrics.psnr_masked(x, y, m, per_image=True)
+    assert per.shape == (3,)
+    for i in range(2):
+        sel = m[i, 0].bool()
+        a = ((x[i] + 1) / 2)[:, sel].double().numpy()
+        b = ((y[i] + 1) / 2)[:, sel].double().numpy()
+        assert abs(float(per[i]) - peak_signal_noise_ratio(b, a, data_range=1.0)) < 1e-6
+    assert abs(float(per[2]) - 120.0) < 1e-9               # MSE floored at 1e-12
+    assert abs(metrics.psnr_masked(x, y, m) - float(per.mean())) < 1e-9
+
 def test_hf_energy_ratio():
     torch.manual_seed(0)
     y = torch.randn(2, 1, 16, 16)
