@@ -45,6 +45,7 @@ def test_execute_fills_the_cache_writes_records_and_reruns_only_what_changed(tmp
     rec = json.loads((tmp_path / "records" / "smoke" / "chapters" / "one.ipynb.json").read_text())
     assert rec["figures"][0]["value"] == 1.0 and rec["threads"] == 1   # the kernel got one thread
     assert rec["figures"][0]["profile"] == "smoke" and "nb" not in rec
+    assert rec["phases"]["evaluation"] > 0          # cell times were recorded (importing torch takes time)
 
     from jupyter_cache import get_cache
     cache = get_cache(str(tmp_path / "cache"))

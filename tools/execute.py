@@ -100,6 +100,14 @@ def profile_cells(nb, top: int = 3) -> dict:
                         for i, sec in slowest]}
 
 
+def _untimed(nb):
+    """``nb`` without nbclient's per-cell timing metadata (read by :func:`profile_cells`): the
+    cache's key includes cell metadata, so a timed notebook would not match its source."""
+    for c in nb.cells:
+        c.get("metadata", {}).pop("execution", None)
+    return nb
+
+
 def execute_one(path: str, profile: str, threads: int | None, timeout: int, delay: float = 0.0,
                 root: str = str(ROOT), seed: int = 0) -> dict:
     """Execute one notebook in a fresh kernel in its own folder; return its record.
@@ -123,7 +131,7 @@ def execute_one(path: str, profile: str, threads: int | None, timeout: int, dela
     nb = nbformat.read(nb_path, as_version=4)
     t0 = time.perf_counter()
     result = single_nb_execution(nb, cwd=str(nb_path.parent), timeout=timeout,
-                                 allow_errors=False, meta_override=True)
+                                 allow_errors=False, meta_override=True, record_timing=True)
     seconds = time.perf_counter() - t0
     text = Path(results_file).read_text()
     os.unlink(results_file)
@@ -135,7 +143,7 @@ def execute_one(path: str, profile: str, threads: int | None, timeout: int, dela
     return {"notebook": str(nb_path.relative_to(root)), "seconds": round(seconds, 1),
             "device": figures[0]["device"] if figures else "?", "profile": profile,
             "threads": threads, "seed": seed, "error": error, "traceback": result.exc_string if error else None,
-            "figures": figures, **profile_cells(nb), "nb": None if error else nbformat.writes(nb)}
+            "figures": figures, **profile_cells(nb), "nb": None if error else nbformat.writes(_untimed(nb))}
 
 
 def _cached(cache, nb_path: Path):
