@@ -201,15 +201,21 @@ def frechet_digit_distance(samples: torch.Tensor, reference: torch.Tensor | None
 
 
 def fdd_reference(n_samples: int = 1000, seed: int = 0) -> dict[str, float]:
-    """The two reference rows of every FDD table.
+    """The reference rows of the FDD tables.
 
     ``floor``: real *train* digits vs the test digits -- what a perfect model would get.
-    ``gaussian``: ``n_samples`` draws from chapter 1's per-class Gaussians -- the baseline.
+    ``gaussian``: ``n_samples`` draws from chapter 1's per-class Gaussians -- the baseline
+    (for a generator that is told the class, or draws classes itself).
+    ``gaussian_unconditional``: ``n_samples`` draws from one Gaussian fitted to all training
+    digits, without their labels -- the baseline with the same information as an
+    unconditional generator.
     """
     xtr, ytr = data.digits("train")
     g = torch.Generator().manual_seed(seed)
     samples, _ = density.ClassGaussians().fit(xtr, ytr).sample(n_samples, generator=g)
-    return {"floor": frechet_digit_distance(xtr), "gaussian": frechet_digit_distance(samples)}
+    one, _ = density.ClassGaussians().fit(xtr, torch.zeros_like(ytr)).sample(n_samples, generator=g)
+    return {"floor": frechet_digit_distance(xtr), "gaussian": frechet_digit_distance(samples),
+            "gaussian_unconditional": frechet_digit_distance(one)}
 
 
 def _to_numpy_unit(x: torch.Tensor, name: str) -> np.ndarray:
