@@ -92,7 +92,6 @@ def test_psnr_masked_matches_skimage_on_the_hole():
         metrics.psnr_masked(x, y, torch.zeros(1, 1, 16, 16))
 
 
-
 def test_psnr_masked_per_image_matches_skimage_per_hole_and_floors_exact_fills():
     from skimage.metrics import peak_signal_noise_ratio
 
@@ -108,6 +107,7 @@ def test_psnr_masked_per_image_matches_skimage_per_hole_and_floors_exact_fills()
         assert abs(float(per[i]) - peak_signal_noise_ratio(b, a, data_range=1.0)) < 1e-6
     assert abs(float(per[2]) - 120.0) < 1e-9               # MSE floored at 1e-12
     assert abs(metrics.psnr_masked(x, y, m) - float(per.mean())) < 1e-9
+
 
 def test_hf_energy_ratio():
     torch.manual_seed(0)
