@@ -254,6 +254,46 @@ def eps_loss(model: Callable, sched: Schedule, x0: torch.Tensor, t: torch.Tensor
     return err.mean() if reduction == "mean" else err
 
 
+def v_target(sched: Schedule, x0: torch.Tensor, t, noise: torch.Tensor) -> torch.Tensor:
+    """The *velocity* ``v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0`` (Salimans & Ho 2022), the
+    target of a v-prediction network: it is ``eps`` at low noise and ``-x_0`` at high noise."""
+    _data(x0, "x0")
+    t = _steps(sched, t, len(x0), x0.device)
+    _like(noise, x0, "noise", "x0")
+    ab = _gather(sched.alpha_bars, t, x0)
+    return ab.sqrt() * noise - (1 - ab).sqrt() * x0
+
+
+def eps_from_v(sched: Schedule, x_t: torch.Tensor, t, v: torch.Tensor) -> torch.Tensor:
+    """The noise a velocity implies: ``eps = sqrt(abar_t) v + sqrt(1 - abar_t) x_t``."""
+    _state(x_t, "x_t")
+    t = _steps(sched, t, len(x_t), x_t.device)
+    _like(v, x_t, "v", "x_t")
+    ab = _gather(sched.alpha_bars, t, x_t)
+    return ab.sqrt() * v + (1 - ab).sqrt() * x_t
+
+
+def v_to_eps(model: Callable, sched: Schedule) -> Callable:
+    """Wrap a v-prediction network ``model(x_t, t[, y])`` into the noise predictor that the
+    samplers (:func:`ddim_sample`, ...) expect, via :func:`eps_from_v`."""
+    def eps(x, t, *y):
+        return eps_from_v(sched, x, t, model(x, t, *y))
+    return eps
+
+
+def v_loss(model: Callable, sched: Schedule, x0: torch.Tensor, y=None,
+           generator: torch.Generator | None = None) -> torch.Tensor:
+    """The v-prediction loss ``|| v - v_theta(x_t, t) ||^2`` (``t`` uniform on ``1..T``, the
+    mean over the batch). In terms of the clean data it weighs the error of ``x_0`` by
+    ``1 + SNR(t)`` where :func:`eps_loss` weighs it by ``SNR(t)``: the high-noise steps, where
+    the layout of a sample is decided, count too (Imagen Video trains this way)."""
+    _data(x0, "x0")
+    t = torch.randint(1, sched.T + 1, (len(x0),), generator=generator).to(x0.device)
+    noise = torch.randn(x0.shape, generator=generator).to(x0)
+    x_t = q_sample(sched, x0, t, noise)
+    return (_call(model, x_t, t, y) - v_target(sched, x0, t, noise)).pow(2).mean()
+
+
 # --- samplers -----------------------------------------------------------------------------
 
 SPACINGS = ("uniform", "quadratic")

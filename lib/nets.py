@@ -94,6 +94,43 @@ class TransformerBlock(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
+class TemporalAttention(nn.Module):
+    """Attention *across the frames of a clip*, at every pixel on its own (the temporal half of a
+    factorised space-time layer, Ho et al.'s Video Diffusion Models):
+    ``forward(h (N * frames, C, H, W), video (N,) bool or None) -> same shape``.
+
+    The ``N * frames`` feature maps are the frames of ``N`` clips, frame-major within a clip.
+    Each pixel's ``frames`` feature vectors, plus a learned embedding of the frame index, are
+    one sequence for :class:`SelfAttention` (bidirectional); the result is added back
+    (residual). The output projection starts at zero, so the layer starts as the identity.
+    ``video`` False for a clip switches the layer off for its frames (they stay independent
+    images: joint training on images and videos); ``None`` = on for all.
+    """
+
+    def __init__(self, channels: int, frames: int, heads: int = 4, groups: int = 8):
+        super().__init__()
+        checks.positive_int(channels, "channels"); checks.positive_int(frames, "frames")
+        self.frames = frames
+        self.norm = nn.GroupNorm(min(groups, channels), channels)
+        self.pos = nn.Parameter(torch.randn(frames, channels) * 0.02)
+        self.attn = SelfAttention(channels, heads, causal=False)
+        nn.init.zeros_(self.attn.proj.weight); nn.init.zeros_(self.attn.proj.bias)
+
+    def forward(self, h: torch.Tensor, video: torch.Tensor | None = None) -> torch.Tensor:
+        NF, C, H, W = h.shape
+        F_ = self.frames
+        if NF % F_:
+            raise ValueError(f"the batch ({NF}) must hold whole clips of {F_} frames")
+        n = NF // F_
+        x = self.norm(h).view(n, F_, C, H, W).permute(0, 3, 4, 1, 2).reshape(n * H * W, F_, C)
+        y = self.attn(x + self.pos)                                   # (n*H*W, frames, C)
+        y = y.view(n, H, W, F_, C).permute(0, 3, 4, 1, 2)             # (n, frames, C, H, W)
+        if video is not None:
+            checks.shape(video, (n,), "video")
+            y = y * video.to(y.dtype).view(n, 1, 1, 1, 1)
+        return h + y.reshape(NF, C, H, W)
+
+
 def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     """Transformer-style embedding of time steps ``t (N,)`` (ints or floats) -> ``(N, dim)``.
 
@@ -172,10 +209,17 @@ class UNet(nn.Module):
     embedding. ``y=None`` means "no condition" (a learned null embedding for labels, zero for
     vectors), which is what classifier-free guidance needs; ``p_uncond`` during training is the
     caller's job (replace some ``y`` by ``None`` rows via :meth:`drop_condition`).
+
+    Video (optional, chapter 9's text-to-video): ``frames`` adds a :class:`TemporalAttention`
+    after every block, so the batch is ``N`` clips of ``frames`` frames (``N * frames`` images,
+    frame-major within a clip): the 2-D convolutions see each frame, the temporal attention
+    connects them (space and time factorised), and a learned embedding of the frame index joins
+    the time embedding. ``forward(..., video=...)`` switches both off per clip (``(N,)`` bool;
+    ``None`` = on): such a clip is ``frames`` independent images.
     """
 
     def __init__(self, in_ch: int = 1, base: int = 32, mults: tuple = (1, 2, 2), t_dim: int = 64,
-                 num_classes: int | None = None, cond_dim: int | None = None):
+                 num_classes: int | None = None, cond_dim: int | None = None, frames: int | None = None):
         super().__init__()
         checks.positive_int(in_ch, "in_ch"); checks.positive_int(base, "base")
         if num_classes is not None and cond_dim is not None:
@@ -202,6 +246,11 @@ class UNet(nn.Module):
         for w in reversed(widths):
             self.up.append(ResBlock(c + w, w, emb))
             c = w
+        self.frames = frames
+        if frames is not None:   # one temporal layer after each block: down, mid, up
+            self.temporal = nn.ModuleList(TemporalAttention(b.conv2.out_channels, frames)
+                                          for b in [*self.down, self.mid, *self.up])
+            self.frame_emb = nn.Parameter(torch.zeros(frames, emb))  # which frame: added to e
         self.out_norm = nn.GroupNorm(min(8, c), c)
         self.out = nn.Conv2d(c, in_ch, 3, padding=1)
         nn.init.zeros_(self.out.weight); nn.init.zeros_(self.out.bias)  # start by predicting eps = 0
@@ -236,8 +285,14 @@ class UNet(nn.Module):
             return torch.where(drop, torch.full_like(y, self.num_classes), y)
         return y * (~drop).to(y.dtype).reshape(-1, *([1] * (y.dim() - 1)))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y=None) -> torch.Tensor:
+    def _time(self, h: torch.Tensor, k: int, video) -> torch.Tensor:
+        """The ``k``-th temporal layer (identity for an image U-Net)."""
+        return h if self.frames is None else self.temporal[k](h, video)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y=None, video: torch.Tensor | None = None) -> torch.Tensor:
         checks.tensor(x, "x")
+        if video is not None and self.frames is None:
+            raise ValueError("this UNet was built without frames; it takes no video mask")
         if x.dim() != 4 or x.shape[1] != self.in_ch:
             raise ValueError(f"x must have shape (N, {self.in_ch}, H, W), got {tuple(x.shape)}")
         f = 2 ** (self.levels - 1)
@@ -245,18 +300,24 @@ class UNet(nn.Module):
             raise ValueError(f"H and W must be divisible by {f}, got {tuple(x.shape[2:])}")
         checks.shape(t, (len(x),), "t")
         e = self.embed(t, y)                                       # (N, E)
+        if self.frames is not None:                                # + the frame's index, in video mode
+            if len(x) % self.frames:
+                raise ValueError(f"the batch ({len(x)}) must hold whole clips of {self.frames} frames")
+            on = torch.ones(len(x) // self.frames, device=x.device) if video is None else video.to(e.dtype)
+            e = e + (on[:, None, None] * self.frame_emb).reshape(len(x), -1)
         h = self.inp(x)                                            # (N, base*m0, H, W)
         skips = []
+        k = iter(range(2 * self.levels + 1))                       # the temporal layers, in order
         for i, block in enumerate(self.down):
-            h = block(h, e)
+            h = self._time(block(h, e), next(k), video)
             skips.append(h)
             if i < self.levels - 1:
                 h = F.avg_pool2d(h, 2)                             # halve H, W
-        h = self.mid(h, e)
+        h = self._time(self.mid(h, e), next(k), video)
         for i, block in enumerate(self.up):
             if i > 0:
                 h = F.interpolate(h, scale_factor=2, mode="nearest")
-            h = block(torch.cat([h, skips.pop()], 1), e)
+            h = self._time(block(torch.cat([h, skips.pop()], 1), e), next(k), video)
         return self.out(F.silu(self.out_norm(h)))                  # (N, C, H, W)
 
 

@@ -157,16 +157,25 @@ class TextUNet(nn.Module):
     substitutes for a fraction of the captions during training -- so one network learns the
     conditional and the unconditional model that classifier-free guidance mixes. Use it
     with :func:`lib.diffusion.guided` (``y = tokens``, ``null = None``) or :func:`generate`.
+
+    ``frames`` makes it a *video* denoiser (:mod:`lib.video`): ``z_t (N, frames, C, H, W)``,
+    one caption per clip, temporal attention after every U-Net block
+    (:class:`lib.nets.TemporalAttention`), each frame's time in ``[-1, 1]`` as one more input of
+    the condition map, and ``forward(..., video=(N,) bool)`` to treat some clips as ``frames``
+    independent images (no temporal layers, no frame time). ``vocab``/``length``: the text encoder's vocabulary
+    size and caption length (chapter 9's video captions have their own words).
     """
 
     def __init__(self, channels: int = 4, base: int = 32, mults: tuple = (1, 2), cond_dim: int = 64,
-                 map_channels: int = 16):
+                 map_channels: int = 16, frames: int | None = None, vocab: int = len(scenes.VOCAB),
+                 length: int = scenes.MAX_TOKENS):
         super().__init__()
         checks.positive_int(map_channels, "map_channels")
-        self.channels, self.cond_dim = channels, cond_dim
-        self.text = TextEncoder(cond_dim)
-        self.where = nets.mlp([cond_dim + 2, 64, map_channels], act=nn.SiLU)
-        self.unet = nets.UNet(in_ch=channels + map_channels, base=base, mults=mults, cond_dim=cond_dim)
+        self.channels, self.cond_dim, self.frames = channels, cond_dim, frames
+        self.text = TextEncoder(cond_dim, vocab=vocab, length=length)
+        self.where = nets.mlp([cond_dim + (2 if frames is None else 3), 64, map_channels], act=nn.SiLU)
+        self.unet = nets.UNet(in_ch=channels + map_channels, base=base, mults=mults, cond_dim=cond_dim,
+                              frames=frames)
 
     def condition(self, tokens: torch.Tensor | None, n: int, drop: torch.Tensor | None = None) -> torch.Tensor:
         """The caption vector ``(n, cond_dim)``: the encoded caption, or zeros where there is no
@@ -181,15 +190,33 @@ class TextUNet(nn.Module):
         return c
 
     def forward(self, z: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor | None = None,
-                drop: torch.Tensor | None = None) -> torch.Tensor:
+                drop: torch.Tensor | None = None, video: torch.Tensor | None = None) -> torch.Tensor:
         checks.tensor(z, "z")
+        if self.frames is not None:                                              # clips -> frames
+            if z.dim() != 5 or z.shape[1] != self.frames or z.shape[2] != self.channels:
+                raise ValueError(f"z must have shape (N, {self.frames}, {self.channels}, H, W) "
+                                 f"(clips of latent frames), got {tuple(z.shape)}")
+            n = len(z)
+            c = self.condition(tokens, n, drop).repeat_interleave(self.frames, 0)   # (n*frames, cond_dim)
+            t = checks.shape(t, (n,), "t").repeat_interleave(self.frames)
+            when = torch.linspace(-1, 1, self.frames, device=z.device).repeat(n)          # (n*frames,)
+            if video is not None:                                                  # images: no frame index
+                when = when * video.to(when.dtype).repeat_interleave(self.frames)
+            return self._denoise(z.flatten(0, 1), t, c, video, when).view_as(z)
+        if video is not None:
+            raise ValueError("this TextUNet was built without frames; it takes no video mask")
         if z.dim() != 4 or z.shape[1] != self.channels:
             raise ValueError(f"z must have shape (N, {self.channels}, H, W), got {tuple(z.shape)}")
+        return self._denoise(z, t, self.condition(tokens, len(z), drop))
+
+    def _denoise(self, z: torch.Tensor, t: torch.Tensor, c: torch.Tensor, video=None, when=None) -> torch.Tensor:
         n, _, h, w = z.shape
-        c = self.condition(tokens, n, drop)                                      # (n, cond_dim)
-        grid = torch.cat([c[:, None, None, :].expand(n, h, w, -1), _coords(n, h, w, z.device)], -1)
+        grid = [c[:, None, None, :].expand(n, h, w, -1), _coords(n, h, w, z.device)]
+        if when is not None:                                 # video: the frame's time in [-1, 1], per pixel
+            grid.append(when[:, None, None, None].expand(n, h, w, 1))
+        grid = torch.cat(grid, -1)
         cmap = self.where(grid).permute(0, 3, 1, 2)                              # (n, map_channels, h, w)
-        return self.unet(torch.cat([z, cmap], 1), t, c)[:, :self.channels]       # the extra outputs are unused
+        return self.unet(torch.cat([z, cmap], 1), t, c, video=video)[:, :self.channels]  # extra outputs unused
 
 
 def text_diffusion_loss(model: TextUNet, sched, z0: torch.Tensor, tokens: torch.Tensor, p_uncond: float = 0.15,

@@ -450,3 +450,32 @@ def test_dpm_solver_equals_ddim_where_no_second_order_step_is_taken():
     assert not torch.allclose(c, diffusion.ddim_sample(model, sched, steps=5, x_T=xT), atol=1e-3)
     with pytest.raises(ValueError):
         diffusion.dpm_solver_sample(model, sched, steps=101, x_T=xT)
+
+
+def test_v_prediction_round_trip_and_oracle_loss():
+    sched = diffusion.cosine_schedule(100)
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand(6, 2, 3, 4, 4, generator=g) * 2 - 1                   # clips work as well as images
+    noise = torch.randn(x0.shape, generator=g)
+    t = torch.tensor([1, 10, 40, 70, 99, 100])
+    x_t = diffusion.q_sample(sched, x0, t, noise)
+    v = diffusion.v_target(sched, x0, t, noise)
+    ab = sched.alpha_bars[t].float().view(-1, 1, 1, 1, 1)
+    assert torch.allclose(v, ab.sqrt() * noise - (1 - ab).sqrt() * x0)
+    assert torch.allclose(diffusion.eps_from_v(sched, x_t, t, v), noise, atol=1e-5)
+    # x_0 from (x_t, v): sqrt(abar) x_t - sqrt(1 - abar) v, the identity behind the parametrisation
+    assert torch.allclose(ab.sqrt() * x_t - (1 - ab).sqrt() * v, x0, atol=1e-5)
+
+    def oracle(x, tt):  # knows x0, so it can compute v exactly from x_t
+        a = sched.alpha_bars[tt].float().view(-1, 1, 1, 1, 1)
+        eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
+        return a.sqrt() * eps - (1 - a).sqrt() * x0
+
+    assert diffusion.v_loss(oracle, sched, x0, generator=g).item() < 1e-8
+    assert torch.allclose(diffusion.v_to_eps(oracle, sched)(x_t, t), noise, atol=1e-4)
+    zero = lambda x, tt: torch.zeros_like(x)
+    assert diffusion.v_loss(zero, sched, x0, generator=g).item() > 0.1
+    with pytest.raises(ValueError, match="shape"):
+        diffusion.eps_from_v(sched, x_t, t, v[:, :1])
+    with pytest.raises(ValueError, match="t"):
+        diffusion.v_target(sched, x0, torch.tensor([0, 1, 2, 3, 4, 5]), noise)
