@@ -65,7 +65,7 @@ def test_ch09_video_guidance(model, capsys):
     v = verdict(
         "ch09-video-guidance",
         capsys,
-        captions=CAPS,
+        guide_caps=CAPS,
         clips_by_w=clips,
         motion_by_w=rates,
     )
@@ -75,7 +75,7 @@ def test_ch09_video_guidance(model, capsys):
     v = verdict(
         "ch09-video-guidance",
         capsys,
-        captions=CAPS,
+        guide_caps=CAPS,
         clips_by_w=clips,
         motion_by_w=wrong,
     )
@@ -84,7 +84,7 @@ def test_ch09_video_guidance(model, capsys):
     v = verdict(
         "ch09-video-guidance",
         capsys,
-        captions=CAPS,
+        guide_caps=CAPS,
         clips_by_w=same,
         motion_by_w={w: rates[0.0] for w in clips},
     )
@@ -93,7 +93,7 @@ def test_ch09_video_guidance(model, capsys):
     v = verdict(
         "ch09-video-guidance",
         capsys,
-        captions=CAPS,
+        guide_caps=CAPS,
         clips_by_w=weak,
         motion_by_w={w: motion(c)[0] for w, c in weak.items()},
     )
@@ -103,7 +103,7 @@ def test_ch09_video_guidance(model, capsys):
         verdict(
             "ch09-video-guidance",
             capsys,
-            captions=CAPS,
+            guide_caps=CAPS,
             clips_by_w=clips,
             motion_by_w=video_guidance_keys,
         )
@@ -116,7 +116,7 @@ def test_ch09_video_same_noise(model, capsys):
     v = verdict(
         "ch09-video-same-noise",
         capsys,
-        captions=CAPS,
+        same_caps=CAPS,
         clips_same=clips,
         motion_same=m,
         flicker_same=f,
@@ -127,7 +127,7 @@ def test_ch09_video_same_noise(model, capsys):
     v = verdict(
         "ch09-video-same-noise",
         capsys,
-        captions=CAPS,
+        same_caps=CAPS,
         clips_same=own,
         motion_same=m2,
         flicker_same=f2,
@@ -136,7 +136,7 @@ def test_ch09_video_same_noise(model, capsys):
     v = verdict(
         "ch09-video-same-noise",
         capsys,
-        captions=CAPS,
+        same_caps=CAPS,
         clips_same=clips,
         motion_same=m,
         flicker_same=f + 0.05,
@@ -146,7 +146,7 @@ def test_ch09_video_same_noise(model, capsys):
         verdict(
             "ch09-video-same-noise",
             capsys,
-            captions=CAPS[:2],
+            same_caps=CAPS[:2],
             clips_same=clips,
             motion_same=m,
             flicker_same=f,

@@ -32,11 +32,11 @@ def _percent(mask: torch.Tensor) -> float:
 
 
 @checker("ch09-video-guidance")
-def guidance(*, captions, clips_by_w, motion_by_w) -> str:
-    """``clips_by_w``: {guidance scale w: clips (N, frames, 3, 32, 32)} of the video model, one
-    per caption, at several scales including 0; ``motion_by_w``: {w: % of clips whose tracked
+def guidance(*, guide_caps, clips_by_w, motion_by_w) -> str:
+    """``guide_caps``: the motion captions; ``clips_by_w``: {guidance scale w: clips (N, frames,
+    3, 32, 32)} of the video model, one per caption, at several scales including 0; ``motion_by_w``: {w: % of clips whose tracked
     object moves the caption's way at its speed} (:func:`lib.video.motion_report`)."""
-    captions = _captions(captions)
+    captions = _captions(guide_caps)
     for name, d in (("clips_by_w", clips_by_w), ("motion_by_w", motion_by_w)):
         if not isinstance(d, Mapping) or len(d) < 3:
             raise TypeError(f"{name} must be a dict {{guidance scale: ...}} with at least 3 scales")
@@ -69,12 +69,12 @@ def guidance(*, captions, clips_by_w, motion_by_w) -> str:
 
 
 @checker("ch09-video-same-noise")
-def same_noise(*, captions, clips_same, motion_same, flicker_same) -> str:
-    """``clips_same``: the frame-by-frame baseline (temporal layers off) sampled from *one*
+def same_noise(*, same_caps, clips_same, motion_same, flicker_same) -> str:
+    """``same_caps``: the motion captions; ``clips_same``: the frame-by-frame baseline (temporal layers off) sampled from *one*
     starting noise shared by all frames of a clip; ``motion_same``: % of those clips moving as
     the caption says; ``flicker_same``: their mean background flicker
     (:func:`lib.video.motion_report`)."""
-    captions = _captions(captions)
+    captions = _captions(same_caps)
     x = _clips(clips_same, "clips_same", len(captions))
     change = (x[:, 1:] - x[:, :-1]).abs().amax().item()
     expect(
