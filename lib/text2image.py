@@ -4,11 +4,11 @@ A minimal version of the lecture's *Latent diffusion* / *Stable Diffusion* slide
 enough for a CPU, used by ``chapters/09-foundation-models/text_to_image.ipynb``:
 
 1. :class:`LatentAutoencoder` -- the "first stage": a *spatial* latent like Stable
-   Diffusion's (``(N, 3, 32, 32) <-> (N, C, 8, 8)``);
+   Diffusion's (``(N, 3, 32, 32) <-> (N, C, 8, 8)``), trained by :func:`fit_autoencoder`;
 2. :class:`TextUNet` -- a text-conditioned U-Net ``eps_theta(z_t, t, caption)`` with a
    jointly trained text encoder (:class:`lib.clip.TextEncoder`);
 3. :func:`text_diffusion_loss` -- training with caption dropout, so one network is both
-   the conditional and the unconditional model;
+   the conditional and the unconditional model (the optimiser recipe: :func:`fit_denoiser`);
 4. :func:`generate` -- DDIM in the latent space with classifier-free guidance, both from
    :mod:`lib.diffusion` (the schedules, the loss, the samplers and the guidance of chapter 5:
    this module adds no second copy of them);
@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from . import checks, diffusion, nets, scenes, vae
+from . import checks, diffusion, nets, runtime, scenes, train, vae
 from .clip import TextEncoder
 
 
@@ -133,6 +133,46 @@ class LatentAutoencoder(nn.Module):
         z = self.encode(x)
         z = z + noise * torch.randn(z.shape, generator=generator).to(z)
         return (self.dec(z) - x).pow(2).mean()
+
+    @torch.no_grad()
+    def encode_all(self, x: torch.Tensor, batch: int = 1000) -> torch.Tensor:
+        """Latents of a whole dataset ``(N, 3, 32, 32)``, ``batch`` images at a time on the
+        autoencoder's device; returned on the CPU ``(N, channels, 8, 8)``."""
+        checks.positive_int(batch, "batch")
+        device = next(self.parameters()).device
+        return torch.cat([self.encode(x[i:i + batch].to(device)).cpu() for i in range(0, len(x), batch)])
+
+
+def fit_autoencoder(images: torch.Tensor, steps: int, *, channels: int = 8, width: int = 24,
+                    seed: int = 2, device=None, desc: str = "autoencoder") -> LatentAutoencoder:
+    """Train the first stage on ``images (N, 3, 32, 32)``; returns it in eval mode.
+
+    Chapter 9's recipe: batches of 64, Adam with a one-cycle schedule (peak 3e-3, 10 %
+    warm-up), the reconstruction loss of :meth:`LatentAutoencoder.loss` with latent noise
+    0.02. ``seed`` seeds the weights, the batches and the latent noise (through
+    :func:`lib.runtime.rng`, so ``WORKBOOK_SEED`` shifts it).
+    """
+    checks.shape(images, (None, 3, 32, 32), "images")
+    runtime.manual_seed(seed)
+    ae = LatentAutoencoder(channels, width).to(device)
+    noise = runtime.rng(seed)
+    train.fit(ae, lambda x: {"reconstruction MSE": ae.loss(x, noise=0.02, generator=noise)}, images, steps,
+              batch_size=64, generator=runtime.rng(seed), device=device, lr=3e-3, schedule="onecycle",
+              pct_start=0.1, loss_key="reconstruction MSE", desc=desc)
+    return ae.eval()
+
+
+def fit_denoiser(model: nn.Module, loss_fn, data, steps: int, *, batch_size: int, seed: int = 3, device=None,
+                 desc: str = "latent diffusion") -> "train.Fit":
+    """Chapter 9's recipe for the diffusion stage: :func:`lib.train.fit` of ``loss_fn`` over
+    ``data`` with AdamW (peak learning rate 2e-3, weight decay 1e-4), a one-cycle schedule
+    (10 % warm-up) and an EMA of the weights (decay 0.99), which the result's ``.model`` holds.
+    ``seed`` seeds the batches. The loss is the lesson and stays with the caller
+    (:func:`text_diffusion_loss`, :func:`lib.video.video_diffusion_loss`).
+    """
+    return train.fit(model, loss_fn, data, steps, batch_size=batch_size, generator=runtime.rng(seed),
+                     device=device, opt="adamw", lr=2e-3, weight_decay=1e-4, schedule="onecycle",
+                     pct_start=0.1, ema=0.99, desc=desc)
 
 
 def _coords(n: int, h: int, w: int, device) -> torch.Tensor:
