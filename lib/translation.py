@@ -197,20 +197,30 @@ class CycleGAN(nn.Module):
     there is no pair to condition on. ``lam_cycle`` (10 in the paper; 0 switches the cycle
     loss off) and ``lam_id`` (weight of the identity loss relative to ``lam_cycle``, 0.5 in
     the paper, 0 = off) set the objective of :meth:`generator_losses`.
+
+    ``d_norm`` (default ``True``): BatchNorm in the discriminators (pix2pix's PatchGAN).
+    ``d_norm=False`` drops it. The discriminators see a batch of real and a batch of fake
+    images in two separate calls, so in training mode BatchNorm normalises each batch by
+    its *own* statistics and hides what all the fakes share (e.g. that they are all too
+    dark, or all textured); without it a ``D_B`` trained as briefly as chapter 8's tells
+    the generator's sketches from real ones far better.
     """
 
     def __init__(self, ch_a: int = 1, ch_b: int = 1, ngf: int = 16, depth: int = 5, ndf: int = 32,
-                 n_layers: int = 2, lam_cycle: float = 10.0, lam_id: float = 0.0, skips: bool = True):
+                 n_layers: int = 2, lam_cycle: float = 10.0, lam_id: float = 0.0, skips: bool = True,
+                 d_norm: bool = True):
         super().__init__()
         for v, nm in ((lam_cycle, "lam_cycle"), (lam_id, "lam_id")):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
                 raise ValueError(f"{nm} must be a number >= 0, got {v!r}")
+        if not isinstance(d_norm, bool):
+            raise TypeError(f"d_norm must be True or False, got {type(d_norm).__name__} {d_norm!r}")
         if lam_id > 0 and ch_a != ch_b:
             raise ValueError("the identity loss needs domains with the same number of channels")
         self.G = nets.ImageUNet(ch_a, ch_b, ngf, depth, skips=skips)            # A -> B
         self.F = nets.ImageUNet(ch_b, ch_a, ngf, depth, skips=skips)            # B -> A
-        self.D_A = nets.PatchDiscriminator(ch_a, ndf, n_layers)
-        self.D_B = nets.PatchDiscriminator(ch_b, ndf, n_layers)
+        self.D_A = nets.PatchDiscriminator(ch_a, ndf, n_layers, norm=d_norm)
+        self.D_B = nets.PatchDiscriminator(ch_b, ndf, n_layers, norm=d_norm)
         self.lam_cycle, self.lam_id = float(lam_cycle), float(lam_id)
 
     def generator_losses(self, a: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -183,6 +183,31 @@ def test_cyclegan_losses_and_step():
     assert torch.isclose(o2["total"], o2["gan"])
 
 
+def test_cyclegan_d_norm_option():
+    # d_norm=False: discriminators without BatchNorm (and with biases in their convolutions)
+    with_bn = T.CycleGAN(1, 1, ngf=4, depth=3, ndf=4, n_layers=2)
+    no_bn = T.CycleGAN(1, 1, ngf=4, depth=3, ndf=4, n_layers=2, d_norm=False)
+    for m, n_bn in ((with_bn, 2), (no_bn, 0)):
+        for D in (m.D_A, m.D_B):
+            assert sum(isinstance(x, nn.BatchNorm2d) for x in D.modules()) == n_bn
+            assert all((c.bias is not None) == (n_bn == 0 or i in (0, 3))
+                       for i, c in enumerate(x for x in D.modules() if isinstance(x, nn.Conv2d)))
+    # the generators are untouched, and so is the receptive field
+    assert T.n_params(no_bn.G) == T.n_params(with_bn.G)
+    assert T.receptive_field(no_bn.D_B) == T.receptive_field(with_bn.D_B) == 34
+    # without BatchNorm a fake's score does not depend on the other images of its batch
+    torch.manual_seed(0)
+    x = torch.rand(4, 1, 16, 16) * 2 - 1
+    for m, independent in ((no_bn, True), (with_bn, False)):
+        alone, in_batch = m.D_B(x[:1]), m.D_B(x)[:1]
+        assert torch.allclose(alone, in_batch, atol=1e-6) == independent
+    og = torch.optim.Adam(list(no_bn.G.parameters()) + list(no_bn.F.parameters()), 1e-3)
+    od = torch.optim.Adam(list(no_bn.D_A.parameters()) + list(no_bn.D_B.parameters()), 1e-3)
+    assert set(T.cyclegan_step(no_bn, og, od, x, x.flip(0))) == {"G_gan", "cycle", "D"}
+    with pytest.raises(TypeError, match="d_norm"):
+        T.CycleGAN(d_norm=0)
+
+
 def test_cyclegan_bad_inputs():
     with pytest.raises(ValueError):
         T.CycleGAN(lam_cycle=-1)
