@@ -1,4 +1,4 @@
-"""lib.exercises.ch10_removal: the checkers of notebook 10.6 (instruction-based object
+"""lib.exercises.ch10_removal: the checkers of notebook 10.7 (instruction-based object
 removal) pass the reference answer and fail wrong ones with a hint. Answers are computed as
 the hidden solutions do, on a few test scenes and untrained networks (no training)."""
 

@@ -1,4 +1,4 @@
-"""Checks for the exercises of notebook 10.6 (instruction-based object removal)."""
+"""Checks for the exercises of notebook 10.7 (instruction-based object removal)."""
 
 from __future__ import annotations
 
