@@ -24,13 +24,13 @@ attributes the text did not mention, less so when the text is specific -- can be
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from . import checks, clip, scenes, train
 
@@ -85,7 +85,7 @@ def edit_requests(captions, rng: np.random.Generator, attributes=ATTRIBUTES) -> 
         which.append(ATTRIBUTES.index(attr))
         specific.append(scenes.make_caption([(new["size"], new["colour"], new["shape"])], where=new["where"]))
         generic.append((attr, new[attr]))
-    as_t = lambda d: {a: torch.tensor(v) for a, v in d.items()}  # noqa: E731
+    as_t = lambda d: {a: torch.tensor(v) for a, v in d.items()}
     return EditRequests(list(captions), as_t(labels), torch.tensor(which), as_t(target), specific, generic)
 
 

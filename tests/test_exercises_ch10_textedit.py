@@ -5,9 +5,9 @@ measure them, they do not judge the editor."""
 import numpy as np
 import pytest
 import torch
+from exercise_testing import verdict
 
 from lib import clip, scenes, textedit
-from exercise_testing import verdict
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ def tiny():
     torch.manual_seed(0)
     model = clip.CLIP(dim=16, width=8).eval()
     dec_lin = torch.nn.Linear(8, 3 * 32 * 32)
-    decode = lambda w: torch.tanh(dec_lin(w)).view(-1, 3, 32, 32)  # noqa: E731
+    decode = lambda w: torch.tanh(dec_lin(w)).view(-1, 3, 32, 32)
     return model, decode
 
 

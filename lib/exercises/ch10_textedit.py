@@ -40,8 +40,8 @@ def _measured(judge, req, images, success, preserved, keys_of: str) -> dict:
 
 @checker("ch10-textedit-latent")
 def textedit_latent(*, judge, req, images, success, preserved) -> str:
-    """``images``: {latent weight: edited test images (N, 3, 32, 32)} for weights 0, 0.5 and
-    2 (at least three weights including 0); ``success`` / ``preserved``: the judge's % for each."""
+    """``images``: {latent weight: edited test images (N, 3, 32, 32)} for weights 0, 1 and
+    4 (at least three weights including 0); ``success`` / ``preserved``: the judge's % for each."""
     got = _measured(judge, req, images, success, preserved, "latent weight")
     weights = sorted(number(w, "a latent weight") for w in got)
     expect(len(weights) >= 3 and weights[0] == 0 and weights[-1] >= 1,
