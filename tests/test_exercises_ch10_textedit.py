@@ -32,27 +32,27 @@ def setup():
 def test_ch10_textedit_latent(setup, capsys):
     judge, req, ims, measure = setup
     s, p = measure(ims)
-    assert verdict("ch10-textedit-latent", capsys, judge=judge, req=req, images=ims, success=s, preserved=p)
+    assert verdict("ch10-textedit-latent", capsys, judge=judge, req=req, latent_images=ims, latent_success=s, latent_preserved=p)
     bad = {**s, 0.5: s[0.5] + 10}
-    v = verdict("ch10-textedit-latent", capsys, judge=judge, req=req, images=ims, success=bad, preserved=p)
+    v = verdict("ch10-textedit-latent", capsys, judge=judge, req=req, latent_images=ims, latent_success=bad, latent_preserved=p)
     assert not v and "success[0.5]" in v.message
     two = {k: ims[k] for k in (0.5, 2.0)}
     s2, p2 = measure(two)
-    assert not verdict("ch10-textedit-latent", capsys, judge=judge, req=req, images=two, success=s2, preserved=p2)
+    assert not verdict("ch10-textedit-latent", capsys, judge=judge, req=req, latent_images=two, latent_success=s2, latent_preserved=p2)
     with pytest.raises(ValueError, match="same keys"):
-        verdict("ch10-textedit-latent", capsys, judge=judge, req=req, images=ims, success={0.0: 1}, preserved=p)
+        verdict("ch10-textedit-latent", capsys, judge=judge, req=req, latent_images=ims, latent_success={0.0: 1}, latent_preserved=p)
 
 
 def test_ch10_textedit_terms(setup, capsys):
     judge, req, ims, measure = setup
     terms = {"global": ims[0.0], "directional": ims[2.0]}
     s, p = measure(terms)
-    v = verdict("ch10-textedit-terms", capsys, judge=judge, req=req, images=terms, success=s, preserved=p)
+    v = verdict("ch10-textedit-terms", capsys, judge=judge, req=req, term_images=terms, term_success=s, term_preserved=p)
     assert v and "leaks" in v.message
     same = {"global": ims[0.0], "directional": ims[0.0]}
     s2, p2 = measure(same)
-    assert not verdict("ch10-textedit-terms", capsys, judge=judge, req=req, images=same, success=s2, preserved=p2)
+    assert not verdict("ch10-textedit-terms", capsys, judge=judge, req=req, term_images=same, term_success=s2, term_preserved=p2)
     bad = dict(p, directional=p["directional"] - 20)
-    assert not verdict("ch10-textedit-terms", capsys, judge=judge, req=req, images=terms, success=s, preserved=bad)
+    assert not verdict("ch10-textedit-terms", capsys, judge=judge, req=req, term_images=terms, term_success=s, term_preserved=bad)
     with pytest.raises(ValueError, match="global"):
-        verdict("ch10-textedit-terms", capsys, judge=judge, req=req, images=ims, success=s, preserved=p)
+        verdict("ch10-textedit-terms", capsys, judge=judge, req=req, term_images=ims, term_success=s, term_preserved=p)

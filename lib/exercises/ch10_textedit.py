@@ -39,10 +39,12 @@ def _measured(judge, req, images, success, preserved, keys_of: str) -> dict:
 
 
 @checker("ch10-textedit-latent")
-def textedit_latent(*, judge, req, images, success, preserved) -> str:
-    """``images``: {latent weight: edited test images (N, 3, 32, 32)} for weights 0, 1 and
-    4 (at least three weights including 0); ``success`` / ``preserved``: the judge's % for each."""
-    got = _measured(judge, req, images, success, preserved, "latent weight")
+def textedit_latent(*, judge, req, latent_images, latent_success, latent_preserved) -> str:
+    """``latent_images``: {latent weight: edited test images (N, 3, 32, 32)} for weights 0, 1
+    and 4 (at least three weights including 0); ``latent_success`` / ``latent_preserved``:
+    the judge's % for each."""
+    images = latent_images
+    got = _measured(judge, req, images, latent_success, latent_preserved, "latent weight")
     weights = sorted(number(w, "a latent weight") for w in got)
     expect(len(weights) >= 3 and weights[0] == 0 and weights[-1] >= 1,
            "run at least three latent weights, from 0 (no latent term) to a large one (e.g. 2)")
@@ -54,12 +56,14 @@ def textedit_latent(*, judge, req, images, success, preserved) -> str:
 
 
 @checker("ch10-textedit-terms")
-def textedit_terms(*, judge, req, images, success, preserved) -> str:
-    """``images``: {"global": ..., "directional": ...} edited test images (N, 3, 32, 32) from
-    the two losses alone (generic descriptions); ``success`` / ``preserved``: the judge's %."""
+def textedit_terms(*, judge, req, term_images, term_success, term_preserved) -> str:
+    """``term_images``: {"global": ..., "directional": ...} edited test images (N, 3, 32, 32)
+    from the two losses alone (generic descriptions); ``term_success`` /
+    ``term_preserved``: the judge's %."""
+    images = term_images
     if not isinstance(images, Mapping) or set(images) != {"global", "directional"}:
         raise ValueError('images must be keyed by "global" and "directional" (the two losses)')
-    got = _measured(judge, req, images, success, preserved, '"global" and "directional"')
+    got = _measured(judge, req, images, term_success, term_preserved, '"global" and "directional"')
     expect(not torch.equal(images["global"], images["directional"]),
            "the two losses gave identical images: set similarity=0 or direction=0 for each")
     g, d = got["global"], got["directional"]
