@@ -493,16 +493,19 @@ def copy_rate(samples: torch.Tensor, train: torch.Tensor, held_out: torch.Tensor
     return 100 * float((nearest_neighbours(samples, train)[0] < threshold).double().mean())
 
 
-def record_copy_rate(what: str, samples: torch.Tensor, train: torch.Tensor, held_out: torch.Tensor) -> float:
+def record_copy_rate(what: str, samples: torch.Tensor, train: torch.Tensor, held_out: torch.Tensor,
+                     data: str = "digits") -> float:
     """Record :func:`copy_rate` of a generator's ``samples`` as the page's memorisation figure
-    (a reference next to its quality figure: new real digits score 1 % by construction).
-    Returns the recorded figure (a float, :class:`lib.results.Figure`; a cell ending in
-    this call shows nothing)."""
+    (a reference next to its quality figure: new real ``data`` -- ``"digits"``, ``"scenes"``,
+    ... -- score 1 % by construction). Returns the recorded figure (a float,
+    :class:`lib.results.Figure`; a cell ending in this call shows nothing)."""
     from . import results
 
+    if not isinstance(data, str) or not data.strip():
+        raise ValueError(f"data must name what the samples are (e.g. 'digits'), got {data!r}")
     rate = copy_rate(samples, train, held_out)
-    return results.record(f"memorisation: {what} closer to the training set than 99% of test digits",
-                          rate, "%", baseline=1.0, baseline_name="new real digits (by construction)",
+    return results.record(f"memorisation: {what} closer to the training set than 99% of test {data}",
+                          rate, "%", baseline=1.0, baseline_name=f"new real {data} (by construction)",
                           higher_is_better=False, kind="reference")
 
 

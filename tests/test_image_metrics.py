@@ -200,6 +200,14 @@ def test_record_copy_rate_records_the_memorisation_figure_as_a_reference(tmp_pat
     assert rate == rec["value"] == 100.0 == metrics.copy_rate(train[:50], train, held_out)
     assert rec["name"] == "memorisation: copies closer to the training set than 99% of test digits"
     assert rec["kind"] == "reference" and rec["baseline"] == 1.0 and rec["higher_is_better"] is False
+    assert rec["baseline_name"] == "new real digits (by construction)"
+    # other data say what they are, in the name and in the baseline's
+    new = metrics.record_copy_rate("new samples", held_out[:50], train, held_out, data="scenes")
+    rec = json.loads(f.read_text().splitlines()[-1])
+    assert rec["name"] == "memorisation: new samples closer to the training set than 99% of test scenes"
+    assert rec["baseline_name"] == "new real scenes (by construction)" and new < 10
+    with pytest.raises(ValueError, match="data"):
+        metrics.record_copy_rate("x", train[:5], train, held_out, data="")
 
 
 def test_colour_error_is_zero_for_equal_images_and_large_for_grey_vs_red():
