@@ -207,6 +207,23 @@ def object_masks(scene: Scene, size: int = 32) -> torch.Tensor:
     return torch.tensor(np.stack([_coverage(o, size) for o in scene.objects]), dtype=torch.float32)
 
 
+def saturation_mask(images: torch.Tensor, threshold: float = 0.25) -> torch.Tensor:
+    """Where the objects are, read from pixels alone: soft masks ``(..., H, W)`` in ``[0, 1]`` of
+    images ``(..., 3, H, W)`` in ``[-1, 1]``. The saturation (max minus min over the colour
+    channels, in ``[0, 1]`` units) is ramped from 0 at ``threshold`` to 1 at twice it: the
+    backgrounds are grey (saturation 0) and the objects strongly coloured (about 0.6-0.8)."""
+    checks.tensor(images, "images")
+    if images.dim() < 3 or images.shape[-3] != 3:
+        raise ValueError(f"images must have shape (..., 3, H, W), got {tuple(images.shape)}")
+    checks.floating(images, "images")
+    checks.value_range(images, -1, 1, "images")
+    if not 0 < threshold < 0.5:
+        raise ValueError(f"threshold must be in (0, 0.5), got {threshold!r}")
+    x = (images + 1) / 2
+    sat = x.amax(-3) - x.amin(-3)
+    return ((sat - threshold) / threshold).clamp(0, 1)
+
+
 def render_scene(scene: Scene, size: int = 32, objects=None) -> torch.Tensor:
     """Render ``scene`` as ``(3, size, size)`` in ``[-1, 1]``: the background, then each object
     alpha-blended with its mask. ``objects`` (indices) draws only those, e.g. ``objects=[1]``

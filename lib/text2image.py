@@ -126,13 +126,23 @@ class LatentAutoencoder(nn.Module):
         checks.shape(z, (None, self.channels, 8, 8), "latents")
         return self.dec(z).clamp(-1, 1)
 
-    def loss(self, x: torch.Tensor, noise: float = 0.02, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Mean squared error of ``decode(encode(x) + noise * N(0, I))`` against ``x`` (before clamping)."""
-        if not isinstance(noise, (int, float)) or isinstance(noise, bool) or noise < 0:
-            raise ValueError(f"noise must be a number >= 0, got {noise!r}")
+    def loss(self, x: torch.Tensor, noise: float = 0.02, generator: torch.Generator | None = None,
+             object_weight: float = 0.0) -> torch.Tensor:
+        """Mean squared error of ``decode(encode(x) + noise * N(0, I))`` against ``x`` (before clamping).
+
+        ``object_weight`` > 0 weighs the squared error of the scenes' objects (the coloured
+        pixels, :func:`lib.scenes.saturation_mask`) by ``1 + object_weight``: a small object
+        covers a few dozen of the 1,024 pixels, so a plain mean lets the decoder blur its shape.
+        """
+        for v, nm in ((noise, "noise"), (object_weight, "object_weight")):
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
+                raise ValueError(f"{nm} must be a number >= 0, got {v!r}")
         z = self.encode(x)
         z = z + noise * torch.randn(z.shape, generator=generator).to(z)
-        return (self.dec(z) - x).pow(2).mean()
+        err = (self.dec(z) - x).pow(2)
+        if object_weight > 0:
+            err = err * (1 + object_weight * scenes.saturation_mask(x)).unsqueeze(1)
+        return err.mean()
 
     @torch.no_grad()
     def encode_all(self, x: torch.Tensor, batch: int = 1000) -> torch.Tensor:
@@ -144,21 +154,23 @@ class LatentAutoencoder(nn.Module):
 
 
 def fit_autoencoder(images: torch.Tensor, steps: int, *, channels: int = 8, width: int = 24,
-                    seed: int = 2, device=None, desc: str = "autoencoder") -> LatentAutoencoder:
+                    lr: float = 3e-3, object_weight: float = 0.0, seed: int = 2, device=None,
+                    desc: str = "autoencoder") -> LatentAutoencoder:
     """Train the first stage on ``images (N, 3, 32, 32)``; returns it in eval mode.
 
-    Chapter 9's recipe: batches of 64, Adam with a one-cycle schedule (peak 3e-3, 10 %
+    Chapter 9's recipe: batches of 64, Adam with a one-cycle schedule (peak ``lr``, 10 %
     warm-up), the reconstruction loss of :meth:`LatentAutoencoder.loss` with latent noise
-    0.02. ``seed`` seeds the weights, the batches and the latent noise (through
-    :func:`lib.runtime.rng`, so ``WORKBOOK_SEED`` shifts it).
+    0.02 (and its ``object_weight``). ``seed`` seeds the weights, the batches and the latent
+    noise (through :func:`lib.runtime.rng`, so ``WORKBOOK_SEED`` shifts it).
     """
     checks.shape(images, (None, 3, 32, 32), "images")
     runtime.manual_seed(seed)
     ae = LatentAutoencoder(channels, width).to(device)
     noise = runtime.rng(seed)
-    train.fit(ae, lambda x: {"reconstruction MSE": ae.loss(x, noise=0.02, generator=noise)}, images, steps,
-              batch_size=64, generator=runtime.rng(seed), device=device, lr=3e-3, schedule="onecycle",
-              pct_start=0.1, loss_key="reconstruction MSE", desc=desc)
+    train.fit(ae, lambda x: {"reconstruction MSE": ae.loss(x, noise=0.02, generator=noise,
+                                                           object_weight=object_weight)},
+              images, steps, batch_size=64, generator=runtime.rng(seed), device=device, lr=lr,
+              schedule="onecycle", pct_start=0.1, loss_key="reconstruction MSE", desc=desc)
     return ae.eval()
 
 

@@ -225,10 +225,9 @@ def generate(model: text2image.TextUNet, autoencoder: text2image.LatentAutoencod
 def object_mask(clips: torch.Tensor, threshold: float = 0.25) -> torch.Tensor:
     """Soft object masks ``(N, frames, H, W)`` in ``[0, 1]``: the saturation (max minus min over
     the colour channels, in ``[0, 1]`` units) ramped from 0 at ``threshold`` to 1 at twice it.
-    The backgrounds are grey (saturation 0) and the objects strongly coloured (about 0.6-0.8)."""
-    x = (_clips(clips) + 1) / 2
-    sat = x.amax(2) - x.amin(2)
-    return ((sat - threshold) / threshold).clamp(0, 1)
+    The backgrounds are grey (saturation 0) and the objects strongly coloured (about 0.6-0.8):
+    :func:`lib.scenes.saturation_mask` of every frame."""
+    return scenes.saturation_mask(_clips(clips), threshold)
 
 
 def object_centroids(clips: torch.Tensor, min_pixels: float = 2.0) -> torch.Tensor:

@@ -200,3 +200,20 @@ def test_sample_background_ranges_and_determinism():
     assert (0 <= angle).all() and (angle < 2 * np.pi).all()
     img = scenes.render_background(scenes.Scene((), background=a[0]), 16)
     assert img.shape == (3, 16, 16) and float(img.min()) >= -1 and float(img.max()) <= 1
+
+
+def test_saturation_mask_finds_the_coloured_objects_and_not_the_grey_background():
+    ds = scenes.captioned_scenes("test", 8, p_two=0.0)
+    m = scenes.saturation_mask(ds.images)
+    assert m.shape == (8, 32, 32) and m.min() >= 0 and m.max() <= 1
+    truth = torch.stack([scenes.object_masks(s).amax(0) for s in ds.scenes])   # rendered coverage
+    assert (m[truth > 0.9] > 0.99).float().mean() > 0.95       # inside an object: 1
+    assert m[truth == 0].abs().max() == 0                      # the grey background: exactly 0
+    # any leading dimensions (e.g. clips (N, frames, 3, H, W))
+    assert scenes.saturation_mask(ds.images[None]).shape == (1, 8, 32, 32)
+    with pytest.raises(ValueError, match=r"\(\.\.\., 3, H, W\)"):
+        scenes.saturation_mask(ds.images[:, :1])
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        scenes.saturation_mask(ds.images * 255)
+    with pytest.raises(ValueError, match="threshold"):
+        scenes.saturation_mask(ds.images, threshold=0.6)

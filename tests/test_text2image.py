@@ -37,6 +37,23 @@ def test_autoencoder_shapes_ranges_and_loss():
         ae.decode(torch.zeros(2, 4, 8, 8))
 
 
+def test_object_weight_weighs_the_error_on_the_objects_only():
+    torch.manual_seed(0)
+    ae = text2image.LatentAutoencoder(channels=3, width=8)
+    ds = scenes.captioned_scenes("train", 4, p_two=0.0)
+    x = ds.images
+    err = (ae.dec(ae.enc(x)) - x).pow(2)                            # (N, 3, H, W)
+    m = scenes.saturation_mask(x)[:, None]
+    want = (err * (1 + 4 * m)).mean()
+    assert ae.loss(x, noise=0.0, object_weight=4.0).item() == pytest.approx(want.item(), rel=1e-5)
+    assert ae.loss(x, noise=0.0, object_weight=4.0) > ae.loss(x, noise=0.0)
+    # a grey image has no object: the weight changes nothing
+    grey = torch.zeros(2, 3, 32, 32)
+    assert ae.loss(grey, noise=0.0, object_weight=9.0).item() == pytest.approx(ae.loss(grey, noise=0.0).item())
+    with pytest.raises(ValueError, match="object_weight"):
+        ae.loss(x, object_weight=-1.0)
+
+
 def test_encode_all_equals_one_batch_and_fit_autoencoder_learns():
     torch.manual_seed(0)
     ae = text2image.LatentAutoencoder(channels=3, width=8).eval()
