@@ -137,7 +137,7 @@ def render_edits(source: list, req: EditRequests, size: int = 32) -> torch.Tenso
 
 def edit_loss(model: clip.CLIP, decode: Callable, w: torch.Tensor, w_src: torch.Tensor, x_emb: torch.Tensor,
               t: torch.Tensor, s: torch.Tensor, similarity: float = 1.0, direction: float = 1.0,
-              latent: float = 0.5) -> dict:
+              latent: float = 0.5, image: float = 0.0, x: torch.Tensor | None = None) -> dict:
     """The CLIP editing loss per edit, averaged over the batch (a dict with ``"loss"`` and its terms).
 
     ``w``, ``w_src``: edited and source latents ``(N, d)``; ``x_emb``: unit CLIP image
@@ -148,19 +148,33 @@ def edit_loss(model: clip.CLIP, decode: Callable, w: torch.Tensor, w_src: torch.
       the target text;
     * directional CLIP loss ``1 - cos(u - x_emb, t - s)`` (StyleGAN-NADA, CLIPInverter),
       weighted by ``direction``: the image should move the way the text moves;
-    * latent loss ``|w - w_src|^2 / d``, weighted by ``latent``: stay close to the source.
+    * latent loss ``|w - w_src|^2 / d``, weighted by ``latent``: stay close to the source;
+    * image loss, the mean squared difference of ``decode(w)`` and the source images ``x``
+      ``(N, 3, H, W)`` (needed when ``image`` > 0), weighted by ``image``: stay close to the
+      source *picture*, the part of an edit's loss that CLIPInverter and StyleCLIP fill with
+      reconstruction and identity terms. Without it, CLIP is pleased by extra blobs of the
+      requested colour that a small decoder draws anywhere.
     """
     for v, n in ((w, "w"), (w_src, "w_src"), (x_emb, "x_emb"), (t, "t"), (s, "s")):
         checks.tensor(v, n)
     if w.shape != w_src.shape or not (x_emb.shape == t.shape == s.shape) or len(w) != len(t):
         raise ValueError(f"w, w_src must be (N, d) and x_emb, t, s (N, D), got {tuple(w.shape)}, "
                          f"{tuple(w_src.shape)}, {tuple(x_emb.shape)}, {tuple(t.shape)}, {tuple(s.shape)}")
-    u = model.encode_image(decode(w))
+    if image > 0 and x is None:
+        raise ValueError("the image term (image > 0) needs the source images x")
+    y = decode(w)
+    u = model.encode_image(y)
     glob = 1 - (u * t).sum(1)
     dirl = 1 - F.cosine_similarity(u - x_emb, t - s, dim=1)
     lat = (w - w_src).pow(2).mean(1)
     total = similarity * glob + direction * dirl + latent * lat
-    return {"loss": total.mean(), "global": glob.mean(), "directional": dirl.mean(), "latent": lat.mean()}
+    out = {"global": glob.mean(), "directional": dirl.mean(), "latent": lat.mean()}
+    if x is not None:
+        checks.shape(x, tuple(y.shape), "x")
+        pix = (y - x).pow(2).flatten(1).mean(1)
+        total = total + image * pix
+        out["image"] = pix.mean()
+    return {"loss": total.mean(), **out}
 
 
 def _frozen(*modules):
@@ -184,7 +198,8 @@ def _frozen(*modules):
 def optimise_edits(model: clip.CLIP, decode: Callable, w_src: torch.Tensor, x_emb: torch.Tensor, t: torch.Tensor,
                    s: torch.Tensor, steps: int = 50, lr: float = 0.1, **loss_kw) -> tuple[torch.Tensor, float]:
     """StyleCLIP's latent optimisation: start at ``w_src`` ``(N, d)`` and run ``steps`` Adam steps
-    on :func:`edit_loss` (``loss_kw``: its weights), each edit on its own latent (the batch only
+    on :func:`edit_loss` (``loss_kw``: its weights, and the source images ``x`` for its image
+    term), each edit on its own latent (the batch only
     shares the arithmetic: the loss is summed over edits, so each latent gets the gradient of
     its own loss). Returns ``(w, seconds)``; neither network changes."""
     checks.positive_int(steps, "steps")
@@ -261,16 +276,17 @@ def fit_inverter(net: CLIPInverter, model: clip.CLIP, decode: Callable, images: 
                  lr: float = 2e-3, generator: torch.Generator | None = None, remap: bool = True,
                  **loss_kw) -> train.Fit:
     """Train ``net`` on edits ``(images (N,3,32,32), w_src (N,d), x_emb (N,D), t (N,D), s (N,D))``
-    with :func:`edit_loss` (``loss_kw``: its weights) -- no edited image is ever shown, only
-    CLIP's opinion of the result. AdamW with a one-cycle schedule (:func:`lib.train.fit`);
-    CLIP and the generator stay frozen. ``remap=False`` trains the adapter alone."""
+    with :func:`edit_loss` (``loss_kw``: its weights; its image term compares each result with
+    its *source* image) -- no edited image is ever shown, only CLIP's opinion of the result.
+    AdamW with a one-cycle schedule (:func:`lib.train.fit`); CLIP and the generator stay
+    frozen. ``remap=False`` trains the adapter alone."""
     checks.positive_int(steps, "steps")
     n = len(images)
     for v, name in ((w_src, "w_src"), (x_emb, "x_emb"), (t, "t"), (s, "s")):
         checks.shape(v, (n, None), name)
 
     def loss(xb, wb, eb, tb, sb):
-        return edit_loss(model, decode, net(xb, wb, tb, remap=remap), wb, eb, tb, sb, **loss_kw)
+        return edit_loss(model, decode, net(xb, wb, tb, remap=remap), wb, eb, tb, sb, x=xb, **loss_kw)
 
     net.train()
     with _frozen(model):

@@ -67,6 +67,17 @@ def test_edit_loss_terms_and_checks():
     assert far["loss"].item() == pytest.approx(far["global"].item() + 2.0, rel=1e-5)
     with pytest.raises(ValueError, match="w, w_src"):
         textedit.edit_loss(model, decode, w, w[:2], x_emb, t, s)
+    # the image term: the mean squared difference to the source picture, per edit
+    x = decode(w).detach()
+    assert textedit.edit_loss(model, decode, w, w, x_emb, t, s, image=5.0, x=x)["image"].item() == 0
+    y = textedit.edit_loss(model, decode, w + 1, w, x_emb, t, s, direction=0.0, latent=0.0, image=3.0, x=x)
+    want = (decode(w + 1) - x).pow(2).mean()
+    assert y["image"].item() == pytest.approx(want.item(), rel=1e-5)
+    assert y["loss"].item() == pytest.approx(y["global"].item() + 3.0 * want.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="source images x"):
+        textedit.edit_loss(model, decode, w, w, x_emb, t, s, image=1.0)
+    with pytest.raises(ValueError, match="x"):
+        textedit.edit_loss(model, decode, w, w, x_emb, t, s, image=1.0, x=x[:, :, :16])
 
 
 def test_optimise_edits_lowers_the_loss_and_leaves_models_alone():
