@@ -1,5 +1,5 @@
-"""lib.exercises.ch10_removal: the checkers of notebook 10.6 (instruction-based object
-removal) pass the reference answer and fail wrong ones with a hint. Answers are computed as
+"""lib.exercises.ch10_removal: the checkers of the notebook on instruction-based object
+removal pass the reference answer and fail wrong ones with a hint. Answers are computed as
 the hidden solutions do, on a few test scenes and untrained networks (no training)."""
 
 import pytest

@@ -1,4 +1,4 @@
-"""Checks for the exercises of notebook 10.10 (instruction-based object removal)."""
+"""Checks for the exercises of the instruction-based object removal notebook."""
 
 from __future__ import annotations
 
