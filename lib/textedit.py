@@ -160,6 +160,8 @@ def edit_loss(model: clip.CLIP, decode: Callable, w: torch.Tensor, w_src: torch.
     if w.shape != w_src.shape or not (x_emb.shape == t.shape == s.shape) or len(w) != len(t):
         raise ValueError(f"w, w_src must be (N, d) and x_emb, t, s (N, D), got {tuple(w.shape)}, "
                          f"{tuple(w_src.shape)}, {tuple(x_emb.shape)}, {tuple(t.shape)}, {tuple(s.shape)}")
+    for v, nm in ((similarity, "similarity"), (direction, "direction"), (latent, "latent"), (image, "image")):
+        checks.nonnegative(v, nm)
     if image > 0 and x is None:
         raise ValueError("the image term (image > 0) needs the source images x")
     y = decode(w)

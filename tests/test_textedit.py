@@ -76,6 +76,10 @@ def test_edit_loss_terms_and_checks():
     assert y["loss"].item() == pytest.approx(y["global"].item() + 3.0 * want.item(), rel=1e-5)
     with pytest.raises(ValueError, match="source images x"):
         textedit.edit_loss(model, decode, w, w, x_emb, t, s, image=1.0)
+    with pytest.raises(ValueError, match="latent must be a finite number >= 0"):
+        textedit.edit_loss(model, decode, w, w, x_emb, t, s, latent=-1.0)
+    with pytest.raises(TypeError, match="direction"):
+        textedit.edit_loss(model, decode, w, w, x_emb, t, s, direction="1")
     with pytest.raises(ValueError, match="x"):
         textedit.edit_loss(model, decode, w, w, x_emb, t, s, image=1.0, x=x[:, :, :16])
 
